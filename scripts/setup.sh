@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Set up DyNA in a virtual environment (default .venv), idempotently.
+#
+# Installs the CPU build of torch 2.13.0 unless the Python that runs this script already has a
+# torch (then the environment reuses it), and DyNA itself in editable mode with its
+# development tools. Environment variables:
+#   PYTHON           interpreter to build the environment from (default: python3)
+#   DYNA_VENV        where the environment lives (default: .venv in the repository)
+#   DYNA_TORCH       the torch requirement to install (default: torch==2.13.0)
+#   TORCH_INDEX_URL  an index to take torch from, e.g. PyTorch's CPU wheel index
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python=${PYTHON:-python3}
+venv=${DYNA_VENV:-.venv}
+torch_requirement=${DYNA_TORCH:-torch==2.13.0}
+
+if [ ! -x "$venv/bin/python" ]; then
+  if "$python" -c "import torch" >/dev/null 2>&1; then
+    echo "setup: reusing the torch of $python"
+    "$python" -m venv --system-site-packages "$venv"
+  else
+    "$python" -m venv "$venv"
+  fi
+fi
+
+if ! "$venv/bin/python" -c "import torch" >/dev/null 2>&1; then
+  echo "setup: installing $torch_requirement"
+  "$venv/bin/pip" install --quiet "$torch_requirement" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
+fi
+
+# Reinstall only when the package metadata changed (the install is editable).
+stamp="$venv/.dyna-installed"
+fingerprint=$(cat pyproject.toml | cksum)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$fingerprint" ]; then
+  echo "setup: installing dyna and its development tools"
+  "$venv/bin/pip" install --quiet --editable ".[dev]"
+  echo "$fingerprint" >"$stamp"
+fi
+"$venv/bin/python" -c "import dyna, torch; print(f'setup: dyna {dyna.__version__}, torch {torch.__version__}')"

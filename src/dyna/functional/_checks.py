@@ -1,0 +1,55 @@
+"""Argument checks shared by the functions and layers.
+
+Every public entry point validates its arguments with these helpers so that bad input fails
+early with a ``TypeError`` (wrong type or dtype) or ``ValueError`` (wrong value or shape) that
+names the argument, instead of an assertion or an error from deep inside torch.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+import torch
+
+
+def check_floating_tensor(name: str, value: object, *, min_dim: int = 0) -> torch.Tensor:
+    """Return ``value`` if it is a floating-point tensor with at least ``min_dim`` dimensions."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if not value.is_floating_point():
+        raise TypeError(f"{name} must have a floating-point dtype, got {value.dtype}")
+    if value.dim() < min_dim:
+        raise ValueError(
+            f"{name} must have at least {min_dim} dimension(s), got shape {tuple(value.shape)}"
+        )
+    return value
+
+
+def check_real(
+    name: str,
+    value: object,
+    *,
+    minimum: float | None = None,
+    strictly_greater: bool = False,
+    finite: bool = True,
+) -> float:
+    """Return ``value`` as a float if it is a real number (not a bool) within the bounds."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    number = float(value)
+    if finite and not math.isfinite(number):
+        raise ValueError(f"{name} must be finite, got {number}")
+    if minimum is not None:
+        if strictly_greater and not number > minimum:
+            raise ValueError(f"{name} must be > {minimum}, got {number}")
+        if not strictly_greater and not number >= minimum:
+            raise ValueError(f"{name} must be >= {minimum}, got {number}")
+    return number
+
+
+def check_bool(name: str, value: object) -> bool:
+    """Return ``value`` if it is a bool."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return value

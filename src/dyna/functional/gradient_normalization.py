@@ -1,0 +1,71 @@
+"""Backward gradient normalisation (BGN): identity forward, per-slice gradient rescaling backward.
+
+Following Cabana and Lago-Fernández (arXiv:2106.09475), the gradient flowing back through the
+marked tensor is rescaled so that every slice along axis 0 has RMS one:
+
+    g'[b] = g[b] / (||g[b]||_2 + eps) * sqrt(n),    n = numel(g[b])
+
+For a 1-D tensor the norm is taken over the whole vector and n = 1, so the gradient is scaled
+to unit norm (kept from the reference DyNA implementation).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from dyna.functional._checks import check_floating_tensor, check_real
+
+
+class BackwardGradientNormalization(torch.autograd.Function):
+    """Autograd function behind :func:`backward_gradient_normalization`."""
+
+    eps = 1e-6
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, eps: float) -> torch.Tensor:
+        ctx.eps = eps
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, None]:
+        if grad_output.dim() == 1:
+            slice_dims: tuple[int, ...] = (0,)
+            slice_numel = 1
+        else:
+            slice_dims = tuple(range(1, grad_output.dim()))
+            slice_numel = math.prod(grad_output.shape[1:])
+        norm = torch.linalg.vector_norm(grad_output, dim=slice_dims, keepdim=True)
+        # The reference adds eps as a tensor of the gradient's dtype (1e-6 rounds in bfloat16).
+        eps = grad_output.new_full((1,), ctx.eps)
+        return grad_output / (norm + eps) * math.sqrt(slice_numel), None
+
+
+def backward_gradient_normalization(x: torch.Tensor, eps: float | None = None) -> torch.Tensor:
+    """Identity in the forward pass; normalise the gradient per slice of axis 0 in the backward.
+
+    Args:
+        x: floating tensor with at least one dimension, shape (B, ...).
+        eps: added to the slice norm; ``None`` uses ``BackwardGradientNormalization.eps``
+            (1e-6), read at call time.
+
+    Returns:
+        A view of ``x`` (same shape and dtype). Its gradient is ``g[b] / (||g[b]|| + eps) *
+        sqrt(numel(g[b]))`` for every b along axis 0; for a 1-D ``x`` the whole gradient is
+        scaled to unit norm. An all-zero gradient stays zero.
+
+    Example:
+        >>> x = torch.zeros(2, 2, requires_grad=True)
+        >>> upstream = torch.tensor([[3.0, 4.0], [0.0, 1e-3]])
+        >>> backward_gradient_normalization(x).backward(upstream)
+        >>> x.grad  # every row now has norm sqrt(2)
+        tensor([[0.8485, 1.1314],
+                [0.0000, 1.4128]])
+    """
+    check_floating_tensor("x", x, min_dim=1)
+    if eps is None:
+        eps = BackwardGradientNormalization.eps
+    eps = check_real("eps", eps, minimum=0.0)
+    return BackwardGradientNormalization.apply(x, eps)
