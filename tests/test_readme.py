@@ -1,0 +1,45 @@
+"""The README's promises: the five-line example runs, and its two commands exist."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def test_five_line_example_runs_and_normalises_the_gradient(capsys):
+    code = re.search(r"## Five lines\n\n```python\n(.*?)```", README, re.S).group(1)
+    assert len(code.strip().splitlines()) == 5
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert "torch.Size([4, 16])" in capsys.readouterr().out
+    # bgn_input=True: every sample's input gradient has norm sqrt(16) up to BGN's eps.
+    torch.testing.assert_close(
+        namespace["x"].grad.norm(dim=1), torch.full((4,), 4.0), rtol=1e-3, atol=0
+    )
+
+
+def test_exactly_two_setup_commands_which_exist():
+    block = re.search(r"## Set up and run\n.*?```bash\n(.*?)```", README, re.S).group(1)
+    commands = [line.split("#")[0].strip() for line in block.strip().splitlines()]
+    assert commands == ["bash scripts/run.sh", "bash scripts/test.sh"]
+    for command in commands:
+        assert (ROOT / command.split()[1]).is_file()
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "bash scripts/test.sh" in ci
+
+
+def test_import_is_cheap_and_exposes_version():
+    code = (
+        "import time, torch; t = time.perf_counter(); import dyna; print(time.perf_counter() - t)"
+    )
+    seconds = float(subprocess.check_output([sys.executable, "-c", code], text=True))
+    # Beyond torch itself, importing dyna only defines functions and classes.
+    assert seconds < 1.0
+    import dyna
+
+    assert re.fullmatch(r"\d+\.\d+\.\d+", dyna.__version__)
