@@ -25,9 +25,9 @@ from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _timing import median_seconds  # noqa: E402
+from _timing import median_seconds
 
-import dyna  # noqa: E402
+import dyna
 
 
 def forward_backward(function, *inputs):

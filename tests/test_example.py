@@ -35,6 +35,3 @@ def test_tiny_regression_model_shapes_and_parameters():
     assert "compressor.leak_scale" in names and "log_alpha" in names
     out.sum().backward()
     assert all(p.grad is not None for p in model.parameters())
-
-
-
