@@ -43,6 +43,13 @@ class BackwardGradientNormalization(torch.autograd.Function):
         return grad_output / (norm + eps) * math.sqrt(slice_numel), None
 
 
+# torch.compile cannot read attributes of an autograd.Function class while tracing; read the
+# default outside the graph (a compiled caller sees the value at compile time).
+@torch.compiler.assume_constant_result
+def _default_eps() -> float:
+    return BackwardGradientNormalization.eps
+
+
 def backward_gradient_normalization(x: torch.Tensor, eps: float | None = None) -> torch.Tensor:
     """Identity in the forward pass; normalise the gradient per slice of axis 0 in the backward.
 
@@ -66,6 +73,6 @@ def backward_gradient_normalization(x: torch.Tensor, eps: float | None = None) -
     """
     check_floating_tensor("x", x, min_dim=1)
     if eps is None:
-        eps = BackwardGradientNormalization.eps
+        eps = _default_eps()
     eps = check_real("eps", eps, minimum=0.0)
     return BackwardGradientNormalization.apply(x, eps)

@@ -36,18 +36,26 @@ class SigLog(torch.autograd.Function):
     eps = 1e-4
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+    def forward(ctx: Any, x: torch.Tensor, eps: float) -> torch.Tensor:
         ctx.save_for_backward(x)
         # e and eps are added one after the other in x's dtype, as the reference does; adding
         # e + eps as one constant differs by one ulp at 0 in float32 (3.6836e-5, not 3.6716e-5).
-        return _sign_with_negative_zero(x) * (torch.log(x.abs() + math.e + SigLog.eps) - 1.0)
+        return _sign_with_negative_zero(x) * (torch.log(x.abs() + math.e + eps) - 1.0)
 
     @staticmethod
-    def backward(ctx: Any, grad_output: torch.Tensor) -> torch.Tensor:
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, None]:
         (x,) = ctx.saved_tensors
         magnitude = x.abs()
         exponent = 1.0 + torch.sqrt(torch.where(magnitude < 1.0, magnitude, 0.0))
-        return grad_output / (magnitude.pow(exponent) + 1.0)
+        return grad_output / (magnitude.pow(exponent) + 1.0), None
+
+
+# torch.compile cannot read attributes of an autograd.Function class while tracing; these
+# helpers read the class defaults outside the graph (a compiled caller sees the value at
+# compile time).
+@torch.compiler.assume_constant_result
+def _siglog_eps() -> float:
+    return SigLog.eps
 
 
 def siglog(x: torch.Tensor) -> torch.Tensor:
@@ -73,7 +81,7 @@ def siglog(x: torch.Tensor) -> torch.Tensor:
         tensor([-0.3133,  0.3133])
     """
     check_floating_tensor("x", x)
-    return SigLog.apply(x)
+    return SigLog.apply(x, _siglog_eps())
 
 
 def _siglog_parametric_value(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
@@ -124,14 +132,32 @@ class SigLogParametric(torch.autograd.Function):
         return grad_x, grad_alpha, None, None
 
 
+@torch.compiler.assume_constant_result
+def _siglog_parametric_alpha() -> float:
+    return SigLogParametric.alpha
+
+
+@torch.compiler.assume_constant_result
+def _siglog_parametric_smoothing() -> float:
+    return SigLogParametric.smoothing
+
+
+@torch.compiler.assume_constant_result
+def _siglog_parametric_smooth_grad() -> bool:
+    return SigLogParametric.smooth_grad
+
+
 def _as_alpha_tensor(alpha: object, x: torch.Tensor) -> torch.Tensor:
     if isinstance(alpha, torch.Tensor):
         if alpha.is_complex() or alpha.dtype == torch.bool:
             raise TypeError(f"alpha must be a real tensor, got dtype {alpha.dtype}")
         if alpha.numel() != 1:
             raise ValueError(f"alpha must have exactly one element, got shape {tuple(alpha.shape)}")
-        # One host sync, as in the reference's positivity assert.
-        if not bool((torch.isfinite(alpha) & (alpha > 0)).all()):
+        valid = (torch.isfinite(alpha) & (alpha > 0)).all()
+        if torch.compiler.is_compiling():
+            # No host sync inside a compiled graph: the check runs with the graph instead.
+            torch._assert_async(valid, "alpha must be finite and > 0")
+        elif not bool(valid):  # one host sync, as in the reference's positivity assert
             raise ValueError(f"alpha must be finite and > 0, got {alpha.detach().cpu().item()}")
         # A tensor alpha keeps its autograd history: the cast and reshape are differentiable.
         return alpha.to(device=x.device, dtype=x.dtype).reshape(())
@@ -192,11 +218,11 @@ def siglog_parametric(
     """
     check_floating_tensor("x", x)
     if alpha is None:
-        alpha = SigLogParametric.alpha
+        alpha = _siglog_parametric_alpha()
     if smoothing is None:
-        smoothing = SigLogParametric.smoothing
+        smoothing = _siglog_parametric_smoothing()
     if smooth_grad is None:
-        smooth_grad = SigLogParametric.smooth_grad
+        smooth_grad = _siglog_parametric_smooth_grad()
     alpha_tensor = _as_alpha_tensor(alpha, x)
     step = check_real("smoothing", smoothing, minimum=0.0, strictly_greater=True)
     check_bool("smooth_grad", smooth_grad)
