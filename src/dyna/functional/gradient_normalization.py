@@ -61,7 +61,8 @@ def backward_gradient_normalization(x: torch.Tensor, eps: float | None = None) -
     Returns:
         A view of ``x`` (same shape and dtype). Its gradient is ``g[b] / (||g[b]|| + eps) *
         sqrt(numel(g[b]))`` for every b along axis 0; for a 1-D ``x`` the whole gradient is
-        scaled to unit norm. An all-zero gradient stays zero.
+        scaled to unit norm. An all-zero gradient stays zero for ``eps > 0`` (with ``eps = 0``
+        it becomes NaN, as in the reference).
 
     Example:
         >>> x = torch.zeros(2, 2, requires_grad=True)

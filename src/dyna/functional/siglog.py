@@ -195,6 +195,13 @@ def siglog_parametric(
     A Python-number ``alpha`` or ``smoothing`` is converted through the default dtype and then
     to ``x.dtype`` (as in the reference); a tensor ``alpha`` is cast to ``x.dtype``.
 
+    The central differences are computed in ``x.dtype``, as in the reference, so they lose
+    digits in low precision: in bfloat16 the step ``alpha * 1e-3`` is below the resolution and
+    the alpha-gradient is zero (and ``x +- h`` may round to ``x``); in float32 the
+    alpha-gradient is accurate to about 1e-4 relative. Learn alpha from float32 or float64
+    inputs. Under ``torch.compile`` the positivity check of a tensor alpha runs inside the
+    graph (``RuntimeError``) instead of on the host (``ValueError``).
+
     Args:
         x: floating tensor of any shape.
         alpha: scale, a real number or a one-element tensor, finite and > 0 (default ``1/e``);
