@@ -34,12 +34,11 @@ def test_exactly_two_setup_commands_which_exist():
 
 
 def test_import_is_cheap_and_exposes_version():
-    code = (
-        "import time, torch; t = time.perf_counter(); import dyna; print(time.perf_counter() - t)"
-    )
-    seconds = float(subprocess.check_output([sys.executable, "-c", code], text=True))
-    # Beyond torch itself, importing dyna only defines functions and classes.
-    assert seconds < 1.0
-    import dyna
-
-    assert re.fullmatch(r"\d+\.\d+\.\d+", dyna.__version__)
+    # Beyond torch itself, importing dyna only defines functions and classes: in particular
+    # it does not pull in the compiler stack (torch._dynamo, sympy), which costs about a second.
+    code = "import sys, torch, dyna; print(dyna.__version__, 'torch._dynamo' in sys.modules)"
+    version, dynamo_imported = subprocess.check_output(
+        [sys.executable, "-c", code], text=True
+    ).split()
+    assert re.fullmatch(r"\d+\.\d+\.\d+", version)
+    assert dynamo_imported == "False"

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from dyna.functional._checks import check_floating_tensor, check_real
+from dyna.functional._compile import constant_result
 
 
 class BackwardGradientNormalization(torch.autograd.Function):
@@ -45,7 +46,7 @@ class BackwardGradientNormalization(torch.autograd.Function):
 
 # torch.compile cannot read attributes of an autograd.Function class while tracing; read the
 # default outside the graph (a compiled caller sees the value at compile time).
-@torch.compiler.assume_constant_result
+@constant_result
 def _default_eps() -> float:
     return BackwardGradientNormalization.eps
 

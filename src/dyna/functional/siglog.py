@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from dyna.functional._checks import check_bool, check_floating_tensor, check_real
+from dyna.functional._compile import constant_result
 
 
 def _sign_with_negative_zero(x: torch.Tensor) -> torch.Tensor:
@@ -53,7 +54,7 @@ class SigLog(torch.autograd.Function):
 # torch.compile cannot read attributes of an autograd.Function class while tracing; these
 # helpers read the class defaults outside the graph (a compiled caller sees the value at
 # compile time).
-@torch.compiler.assume_constant_result
+@constant_result
 def _siglog_eps() -> float:
     return SigLog.eps
 
@@ -132,17 +133,17 @@ class SigLogParametric(torch.autograd.Function):
         return grad_x, grad_alpha, None, None
 
 
-@torch.compiler.assume_constant_result
+@constant_result
 def _siglog_parametric_alpha() -> float:
     return SigLogParametric.alpha
 
 
-@torch.compiler.assume_constant_result
+@constant_result
 def _siglog_parametric_smoothing() -> float:
     return SigLogParametric.smoothing
 
 
-@torch.compiler.assume_constant_result
+@constant_result
 def _siglog_parametric_smooth_grad() -> bool:
     return SigLogParametric.smooth_grad
 
