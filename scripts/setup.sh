@@ -16,11 +16,13 @@ venv=${DYNA_VENV:-.venv}
 torch_requirement=${DYNA_TORCH:-torch==2.13.0}
 
 if [ ! -x "$venv/bin/python" ]; then
-  if "$python" -c "import torch" >/dev/null 2>&1; then
-    echo "setup: reusing the torch of $python"
-    "$python" -m venv --system-site-packages "$venv"
-  else
-    "$python" -m venv "$venv"
+  "$python" -m venv "$venv"
+  # A torch the interpreter already has (system, conda or another venv) is reused: its
+  # site directory is added to the new environment's path instead of installing torch again.
+  if torch_site=$("$python" -c "import os, torch; print(os.path.dirname(os.path.dirname(torch.__file__)))" 2>/dev/null); then
+    echo "setup: reusing the torch in $torch_site"
+    venv_site=$("$venv/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+    echo "$torch_site" >"$venv_site/_dyna_reused_torch.pth"
   fi
 fi
 
