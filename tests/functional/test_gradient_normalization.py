@@ -12,8 +12,8 @@ from dyna.functional.gradient_normalization import BackwardGradientNormalization
 
 FLOAT_DTYPES = [torch.float32, torch.float64, torch.bfloat16]
 SHAPES = [(7,), (3, 5), (2, 3, 4), (0,), (0, 3), (3, 0)]
-# Spec 8.9: golden values compared element-wise, relative to the largest listed magnitude.
-# The float64 values of spec 9 are printed to 10 decimals, so at least half a unit of that
+# Golden values are compared element-wise, relative to the largest listed magnitude.
+# The float64 golden values are printed to 10 decimals, so at least half a unit of that
 # last decimal (5e-11) is allowed.
 TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-5, torch.bfloat16: 2e-2}
 
@@ -41,7 +41,7 @@ def _normalised_gradient(
 
 
 def _formula(upstream: torch.Tensor, eps: float) -> torch.Tensor:
-    """Spec 2.1 in float64: per slice of axis 0 (>= 2-D) to norm sqrt(n); 1-D to unit norm."""
+    """In float64: per slice of axis 0 (>= 2-D) to norm sqrt(n); 1-D to unit norm."""
     upstream = upstream.to(torch.float64)
     if upstream.dim() == 1:
         return upstream / (torch.linalg.vector_norm(upstream) + eps)
@@ -51,7 +51,7 @@ def _formula(upstream: torch.Tensor, eps: float) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------
-# Golden values (spec 9.1): reference DyNA at commit 01c17ea (torch 2.13, CPU)
+# Golden values: reference DyNA at commit 01c17ea (torch 2.13, CPU)
 # ---------------------------------------------------------------------------------------------
 
 GOLDEN = [
@@ -96,7 +96,7 @@ def test_golden_zero_gradient_stays_zero(dtype):
 
 
 # ---------------------------------------------------------------------------------------------
-# The formula of spec 2.1
+# The formula
 # ---------------------------------------------------------------------------------------------
 
 
@@ -117,7 +117,7 @@ def test_slices_of_axis_zero_normalised_to_sqrt_n(shape, eps):
 
 @pytest.mark.parametrize("eps", [None, 0.0, 0.5])
 def test_one_dimensional_gradient_scaled_to_unit_norm(eps):
-    # Kept on purpose (spec 8.2): the whole 1-D gradient gets unit norm, not sqrt(n).
+    # Kept on purpose from the reference: the whole 1-D gradient gets unit norm, not sqrt(n).
     upstream = torch.tensor([3.0, -4.0, 12.0, 0.0, 1.0], dtype=torch.float64)
     gradient = _normalised_gradient(upstream, torch.float64, eps)
     used_eps = 1e-6 if eps is None else eps
@@ -271,7 +271,7 @@ def test_rejects_x_of_wrong_type(bad_x):
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 def test_rejects_zero_dimensional_x_at_call_time(dtype):
-    # Spec deviation 8.10.1: the reference fails later, in backward, with an IndexError.
+    # Deviation from the reference: the reference fails later, in backward, with an IndexError.
     x = torch.tensor(1.0, dtype=dtype, requires_grad=True)
     with pytest.raises(ValueError, match="x"):
         backward_gradient_normalization(x)

@@ -12,8 +12,8 @@ from dyna.functional import log_proportional_error
 FLOAT_DTYPES = [torch.float32, torch.float64, torch.bfloat16]
 SHAPES = [(7,), (3, 5), (2, 3, 4)]
 REDUCTIONS = ["mean", "sum", "none"]
-# Spec 8.9: golden values compared element-wise, relative to the largest listed magnitude.
-# The float64 values of spec 9 are printed to 10 decimals, so at least half a unit of that
+# Golden values are compared element-wise, relative to the largest listed magnitude.
+# The float64 golden values are printed to 10 decimals, so at least half a unit of that
 # last decimal (5e-11) is allowed.
 TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-5, torch.bfloat16: 2e-2}
 
@@ -30,14 +30,14 @@ def _assert_golden(actual: torch.Tensor, expected: list, dtype: torch.dtype) -> 
 
 
 def _assert_relative_error(actual: torch.Tensor, expected: torch.Tensor, tolerance: float) -> None:
-    """Spec 8.9's tensor-wise relative error ||a - b|| / ||b|| against a float64 result."""
+    """The tensor-wise relative error ||a - b|| / ||b|| against a float64 result."""
     expected = expected.detach().to(torch.float64)
     difference = torch.linalg.vector_norm(actual.detach().to(torch.float64) - expected)
     assert float(difference) <= tolerance * float(torch.linalg.vector_norm(expected))
 
 
 def _plain_error(x: torch.Tensor, y: torch.Tensor, detach_min: bool = True) -> torch.Tensor:
-    """The forward of spec 2.2 in plain autograd ops, m detached (held constant) by default."""
+    """The forward in plain autograd ops, m detached (held constant) by default."""
     shift = torch.minimum(x.min(), y.min())
     if detach_min:
         shift = shift.detach()
@@ -64,13 +64,13 @@ def _random_pair(shape: tuple[int, ...], seed: int, dtype=torch.float64):
 
 
 # ---------------------------------------------------------------------------------------------
-# Golden values (spec 9.2): reduction "none", upstream gradient ones
+# Golden values: reduction "none", upstream gradient ones
 # ---------------------------------------------------------------------------------------------
 
 GOLDEN_X = [0.0, 1.0, 2.0]
 GOLDEN = [
     # Reference DyNA at commit 01c17ea (torch 2.13, CPU): y, err, dx, dy (reference);
-    # ours: fixed formula, spec deviation: dy (ours).
+    # ours: fixed formula, a deviation from the reference: dy (ours).
     (
         [1.0, 1.0, 0.0],
         [0.2385371404, 0.0, 0.5514447139],
@@ -101,7 +101,7 @@ def test_golden_values(dtype, y_values, error, grad_x, grad_y_reference, grad_y)
     _assert_golden(x.grad, grad_x, dtype)
     _assert_golden(y.grad, grad_y, dtype)
     if dtype == torch.float64:
-        # Spec deviation 8.10.3: the reference's dy is not the derivative.
+        # Deviation from the reference: the reference's dy is not the derivative.
         assert not torch.allclose(
             y.grad, torch.tensor(grad_y_reference, dtype=dtype), rtol=1e-3, atol=1e-3
         )
@@ -147,7 +147,7 @@ def test_gradcheck_with_minimum_held_fixed(shape, reduction):
 @pytest.mark.parametrize("shape", [*SHAPES, (1,)])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_gradients_equal_autograd_of_plain_forward_with_detached_minimum(shape, seed):
-    # Spec 8.2: dx is the reference's, dy is the true derivative, both with m constant; the
+    # dx is the reference's, dy is the true derivative, both with m constant; the
     # minimum is here an element of x or of y (no separate floor), so its own gradient counts.
     x_values, y_values = _random_pair(shape, seed=seed)
     upstream = torch.randn(shape, generator=torch.Generator().manual_seed(seed + 10)).double()
@@ -165,7 +165,7 @@ def test_gradients_equal_autograd_of_plain_forward_with_detached_minimum(shape, 
 
 
 def test_gradient_y_formula():
-    # Spec 8.2: dy = -s * ln(x~) / ((ln y~)^2 * y~), s = sign((ln x~ - ln y~) / ln y~).
+    # dy = -s * ln(x~) / ((ln y~)^2 * y~), s = sign((ln x~ - ln y~) / ln y~).
     x, y = _random_pair((4, 6), seed=5)
     y = y.requires_grad_(True)
     log_proportional_error(x, y, "sum").backward()
@@ -178,7 +178,7 @@ def test_gradient_y_formula():
 
 
 def test_minimum_is_held_constant():
-    # Kept on purpose (spec 8.10): the min is a constant for the gradient, which differs from
+    # Kept on purpose from the reference: the min is a constant for the gradient, which differs from
     # differentiating through the min (the argmin elements are affected).
     x_values = torch.tensor(GOLDEN_X, dtype=torch.float64)
     y_values = torch.tensor([1.0, 1.0, 0.5], dtype=torch.float64)
@@ -274,7 +274,8 @@ def test_dtype_and_shape_preserved(dtype, shape, reduction):
         y64 = y.detach().double().requires_grad_(True)
         err64 = log_proportional_error(x64, y64, reduction)
         err64.backward(torch.ones_like(err64))
-        # Against float64 (8.9's 2e-2 for bfloat16 is against the reference's own bfloat16 run):
+        # Against float64 (the 2e-2 bfloat16 parity bound is against the reference's own
+        # bfloat16 run):
         # bfloat16 logarithms near 1-2 lose about two digits in ln x~ - ln y~ (measured <= 3 %).
         tolerance = 1e-5 if dtype == torch.float32 else 5e-2
         _assert_relative_error(err, err64, tolerance)

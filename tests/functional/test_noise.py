@@ -12,7 +12,7 @@ from dyna.functional import noisein, noiseover
 
 FLOAT_DTYPES = [torch.float32, torch.float64, torch.bfloat16, torch.float16]
 
-# Golden values of spec 9.5: reference DyNA at commit 01c17ea (torch 2.13, CPU).
+# Golden values: reference DyNA at commit 01c17ea (torch 2.13, CPU).
 NOISEIN_SEEDED_FLOAT32 = [
     [11.0561409, 1.0, 2.0, 4.4420271, -2.3557367, 5.0],
     [0.4572926, 7.0, 7.5495081, 9.0, 10.0, 11.0],
@@ -48,7 +48,7 @@ def _multiplicity(positions: torch.Tensor, features: int) -> torch.Tensor:
 
 
 def _check_noisein_properties(x: torch.Tensor, rate: float, seed: int) -> None:
-    """Every property of spec 2.3 against the reproduced draws."""
+    """Every property against the reproduced draws."""
     noise, positions = _reproduce_draws(x, rate, seed)
     batch, features = x.flatten(1).shape
     count = int(features * rate)
@@ -124,7 +124,7 @@ def test_noisein_half_dtypes_same_positions_as_float32(dtype):
     changed = out.detach() != torch.arange(12.0, dtype=dtype).reshape(2, 6)
     changed_float32 = reference != torch.arange(12.0).reshape(2, 6)
     assert torch.equal(changed, changed_float32)
-    # Values are the float32 ones rounded to the dtype (2e-2 of the largest magnitude, spec 8.9).
+    # Values are the float32 ones rounded to the dtype (2e-2 of the largest magnitude).
     torch.testing.assert_close(
         out.detach().float(), reference, rtol=0.0, atol=2e-2 * reference.abs().max().item()
     )
@@ -242,7 +242,7 @@ def test_noisein_rejects_nan_rate():
 
 
 def test_noiseover_statistics():
-    # Spec 9.5: y - x has mean rate * mean(x) ~ 0.30 and std rate * std(x) ~ 0.20.
+    # y - x has mean rate * mean(x) ~ 0.30 and std rate * std(x) ~ 0.20.
     torch.manual_seed(0)
     x = torch.randn(1000, 100) * 2 + 3
     difference = noiseover(x, 0.1) - x
@@ -284,7 +284,7 @@ def test_noiseover_gradient_passes_upstream_unchanged():
 
 def test_noiseover_gradcheck(monkeypatch):
     x = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
-    # The statistics are Python floats (no gradient through them, spec 2.4): hold them at x's
+    # The statistics are Python floats (no gradient through them): hold them at x's
     # values so that the finite differences see the same noise distribution as the analytic pass.
     statistics = (float(x.detach().mean()), float(x.detach().std()))
     monkeypatch.setattr(noise_module, "_global_statistics", lambda _: statistics)

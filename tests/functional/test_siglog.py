@@ -12,8 +12,8 @@ from dyna.functional.siglog import SigLog, SigLogParametric
 
 FLOAT_DTYPES = [torch.float32, torch.float64, torch.bfloat16]
 SHAPES = [(7,), (3, 5), (2, 3, 4), (0,), (2, 0, 3)]
-# Spec 8.9: golden values compared element-wise, relative to the largest listed magnitude.
-# The float64 values of spec 9 are printed to 10 decimals, so at least half a unit of that
+# Golden values are compared element-wise, relative to the largest listed magnitude.
+# The float64 golden values are printed to 10 decimals, so at least half a unit of that
 # last decimal (5e-11) is allowed.
 TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-5, torch.bfloat16: 2e-2}
 
@@ -42,7 +42,7 @@ def _parametric_formula(x: torch.Tensor, m: float | torch.Tensor) -> torch.Tenso
 
 
 def _surrogate(magnitude: float) -> float:
-    """The siglog surrogate of spec 2.5: 1 / (a^p + 1), p = 1 + sqrt(a if a < 1 else 0)."""
+    """The siglog surrogate: 1 / (a^p + 1), p = 1 + sqrt(a if a < 1 else 0)."""
     exponent = 1.0 + math.sqrt(magnitude if magnitude < 1.0 else 0.0)
     return 1.0 / (magnitude**exponent + 1.0)
 
@@ -60,7 +60,7 @@ def _per_element_alpha_gradient(x: torch.Tensor, alpha: torch.Tensor, **kwargs) 
 
 
 # ---------------------------------------------------------------------------------------------
-# siglog: golden values (spec 9.4)
+# siglog: golden values
 # ---------------------------------------------------------------------------------------------
 
 # Reference DyNA at commit 01c17ea (torch 2.13, CPU), float64.
@@ -91,7 +91,7 @@ SIGLOG_SURROGATE = [
     0.0909090909,
     0.0099009901,
 ]
-# True derivative 1 / (|x| + e + 1e-4) at the first three points (spec 9.4).
+# True derivative 1 / (|x| + e + 1e-4) at the first three points.
 SIGLOG_TRUE_DERIVATIVE = [0.0786263, 0.2689342, 0.3107152]
 
 
@@ -127,7 +127,7 @@ def test_siglog_golden_bfloat16():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_siglog_sign_of_zero_is_negative(dtype):
-    # Kept on purpose (spec 8.10): s(0) = -1, so y(0) < 0 < y(0+) and y(-0.0) = y(0).
+    # Kept on purpose from the reference: s(0) = -1, so y(0) < 0 < y(0+) and y(-0.0) = y(0).
     tiny = torch.finfo(dtype).tiny
     y = siglog(torch.tensor([0.0, -0.0, tiny, -tiny], dtype=dtype))
     assert y[0] < 0 and y[1] < 0 and y[3] < 0
@@ -169,7 +169,7 @@ def test_siglog_surrogate_gradient_is_continuous_at_one():
 
 
 def test_siglog_surrogate_is_not_the_true_derivative():
-    # Documented design (spec 2.5): the surrogate is up to ~e times the true derivative near 0
+    # Documented design: the surrogate is up to ~e times the true derivative near 0
     # and converges to it for large |x|.
     x = torch.tensor([-10.0, -1.0, -0.5, 0.0, 1e6], dtype=torch.float64, requires_grad=True)
     siglog(x).sum().backward()
@@ -244,7 +244,7 @@ def test_siglog_rejects_bad_x(bad_x):
 
 
 # ---------------------------------------------------------------------------------------------
-# siglog_parametric: golden values (spec 9.4), x = [-10, -1, 0, 0.5, 1, 10], float64
+# siglog_parametric: golden values, x = [-10, -1, 0, 0.5, 1, 10], float64
 # ---------------------------------------------------------------------------------------------
 
 PARAMETRIC_X = [-10.0, -1.0, 0.0, 0.5, 1.0, 10.0]
@@ -259,7 +259,7 @@ F_DEFAULT_ALPHA = [-2.3978952502, -0.6931471681, -0.0, 0.4054650998, 0.693147168
 F_ALPHA_HALF = [-2.1231699672, -0.5514447139, -0.0, 0.3132616875, 0.5514447139, 2.1231699672]
 DX_ALPHA_HALF = [0.0880348265, 0.4238831152, 0.7357588823, 0.5378828427, 0.4238831152, 0.0880348265]
 REFERENCE_DALPHA_SUM_HALF = -0.2689416245
-# Ours: fixed formula, spec deviation (divisor 2*alpha*h).
+# Ours: fixed formula, a deviation from the reference (divisor 2*alpha*h).
 OURS_DALPHA_SUM_HALF = -0.5378832489
 OURS_DALPHA_HALF = [1.7606971963, 0.8477667697, 0.0, -0.5378832489, -0.8477667697, -1.7606971963]
 ANALYTIC_DALPHA_HALF = [
@@ -275,7 +275,7 @@ ANALYTIC_DALPHA_SUM_HALF = -0.5378828427
 # smooth_grad True.
 DX_SMOOTH = [0.0880348493, 0.4238856540, 0.7330653805, 0.5378880301, 0.4238856540, 0.0880348493]
 REFERENCE_DALPHA_SUM_SMOOTH = -0.2689617326
-# Ours: fixed formula, spec deviation.
+# Ours: fixed formula, a deviation from the reference.
 OURS_DALPHA_SUM_SMOOTH = -0.5379234651
 OURS_DALPHA_SMOOTH = [
     1.7607630872,
@@ -285,7 +285,8 @@ OURS_DALPHA_SMOOTH = [
     -0.8478201529,
     -1.7607630872,
 ]
-# Ours: fixed formula, spec deviation: alpha = tensor(1/e), smoothing 1e-3, non-smooth.
+# Ours: fixed formula, a deviation from the reference: alpha = tensor(1/e), smoothing 1e-3,
+# non-smooth.
 OURS_DALPHA_INV_E = [2.4711662040, 1.3591417071, 0.0, -0.9060945804, -1.3591417071, -2.4711662040]
 
 
@@ -356,7 +357,7 @@ def test_siglog_parametric_golden_smooth_grad():
 def test_siglog_parametric_alpha_gradient_is_reference_divided_by_alpha(
     kwargs, reference_sum, ours_sum
 ):
-    # Spec deviation 8.10.2: the reference's divisor 2h gives alpha times the derivative.
+    # Deviation from the reference: the reference's divisor 2h gives alpha times the derivative.
     alpha = torch.tensor(0.5, dtype=torch.float64, requires_grad=True)
     siglog_parametric(
         torch.tensor(PARAMETRIC_X, dtype=torch.float64), alpha, **kwargs
@@ -369,7 +370,7 @@ def test_siglog_parametric_alpha_gradient_is_reference_divided_by_alpha(
 
 
 def _reference_alpha_gradient(x: torch.Tensor, alpha: float, step: float) -> torch.Tensor:
-    """The reference's alpha-gradient: relative step alpha*h, divisor 2h (spec 2.6)."""
+    """The reference's alpha-gradient: relative step alpha*h, divisor 2h."""
     upper = _parametric_formula(x, math.e * (alpha + alpha * step))
     lower = _parametric_formula(x, math.e * (alpha - alpha * step))
     return (upper - lower) / (2.0 * step)
@@ -418,7 +419,7 @@ def test_siglog_parametric_alpha_gradient_matches_analytic_on_grid(alpha_value, 
         alpha = torch.tensor(alpha_value, dtype=torch.float64, requires_grad=True)
         ours = _per_element_alpha_gradient(x, alpha, smoothing=smoothing, smooth_grad=smooth_grad)
         errors.append(float(((ours - analytic) / analytic).abs().max()))
-    # Spec 8.2: relative O(h^2), within 1e-6 at h = 1e-3 (the bound h^2/(1 - h^2) is approached
+    # relative O(h^2), within 1e-6 at h = 1e-3 (the bound h^2/(1 - h^2) is approached
     # as |x| -> 0, where f ~ |x|/(e*alpha); below |x| ~ 1e-2 cancellation in float64 adds ~1e-8).
     assert errors[0] <= 1e-6
     # A ten times smaller step is far closer (about a hundred times, less float64 rounding).
@@ -426,7 +427,7 @@ def test_siglog_parametric_alpha_gradient_matches_analytic_on_grid(alpha_value, 
 
 
 def test_siglog_parametric_smoothing_honoured_for_alpha_step_in_non_smooth_mode():
-    # Spec deviation 8.10.2: the reference ignores `smoothing` in non-smooth mode.
+    # Deviation from the reference: the reference ignores `smoothing` in non-smooth mode.
     x = torch.tensor(PARAMETRIC_X, dtype=torch.float64)
     alpha_value = 0.5
     results = {}
@@ -453,7 +454,8 @@ def test_siglog_parametric_smoothing_honoured_for_alpha_step_in_non_smooth_mode(
 
 
 def test_siglog_parametric_default_alpha_goes_through_float32():
-    # Kept on purpose (spec 14.1): float64 x with the default alpha gives m = 1.0000000248716132.
+    # Kept on purpose from the reference: float64 x with the default alpha gives
+    # m = 1.0000000248716132.
     assert _as_float32(1 / math.e) * math.e == pytest.approx(DEFAULT_M, rel=1e-15)
     x = _parametric_x()
     y = siglog_parametric(x)
@@ -461,7 +463,7 @@ def test_siglog_parametric_default_alpha_goes_through_float32():
     # ... which is distinguishable from the exact 1/e at float64 tolerance.
     difference = (y.detach() - torch.tensor(F_ALPHA_INV_E, dtype=torch.float64)).abs().max()
     assert difference > 1e-8
-    # Spec deviation 8.10.2: backward works, with the exact x-derivative 1/(|x| + m).
+    # Deviation from the reference: backward works, with the exact x-derivative 1/(|x| + m).
     y.backward(torch.ones_like(y))
     expected = 1.0 / (torch.tensor(PARAMETRIC_X, dtype=torch.float64).abs() + DEFAULT_M)
     torch.testing.assert_close(x.grad, expected, rtol=1e-12, atol=0.0)
@@ -480,7 +482,7 @@ def test_siglog_parametric_python_alpha_follows_default_dtype():
 @pytest.mark.parametrize("alpha", [1 / math.e, 0.3, 2, None])
 @pytest.mark.parametrize("smooth_grad", [False, True])
 def test_siglog_parametric_python_alpha_backpropagates(alpha, smooth_grad):
-    # Spec deviation 8.10.2: the reference raises in backward for a Python-number alpha.
+    # Deviation from the reference: the reference raises in backward for a Python-number alpha.
     x = torch.tensor([-3.0, -0.2, 0.4, 2.5], dtype=torch.float64, requires_grad=True)
     y = siglog_parametric(x, alpha, smooth_grad=smooth_grad)
     y.backward(torch.ones_like(y))

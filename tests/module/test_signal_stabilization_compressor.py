@@ -15,7 +15,7 @@ FLOAT_DTYPES = [torch.float32, torch.float64, torch.bfloat16, torch.float16]
 SHAPES = [(7,), (3, 5), (2, 3, 4)]
 FLAGS = ["bgn_input", "bgn_mid", "bgn_output", "trainable"]
 
-# Golden values of spec 9.3: reference DyNA at commit 01c17ea (torch 2.13, CPU).
+# Golden values: reference DyNA at commit 01c17ea (torch 2.13, CPU).
 GOLDEN_INPUT = [[-3.0, -1.0, 0.0, 0.5, 2.0], [1.0, 1.0, 1.0, 1.0, 1.0]]
 GOLDEN_OUTPUTS = {
     # (mode, dtype, trainable): (output row 1, constant value of row 2)
@@ -57,7 +57,7 @@ GOLDEN_OUTPUTS = {
         0.4800057,
     ),
 }
-# Relative tolerances of spec 8.9 (the golden rows are only given to ~7 digits, so float64 rows
+# Relative parity tolerances (the golden rows are only given to ~7 digits, so float64 rows
 # of this table are compared at the precision they are printed with; the full-precision float64
 # values are in GOLDEN_GRADIENTS below, compared at 1e-10).
 OUTPUT_TOLERANCE = {
@@ -178,13 +178,13 @@ def _loss_weights(numel: int, dtype: torch.dtype) -> torch.Tensor:
 
 
 def _siglog(x: torch.Tensor) -> torch.Tensor:
-    """siglog of spec 2.5 written out: s(x) (ln(|x| + e + 1e-4) - 1), s(0) = -1."""
+    """siglog written out: s(x) (ln(|x| + e + 1e-4) - 1), s(0) = -1."""
     sign = torch.where(x > 0, 1.0, -1.0).to(x.dtype)
     return sign * (torch.log(x.abs() + (math.e + 1e-4)) - 1.0)
 
 
 def _ssc_formula(x: torch.Tensor, leak_term: torch.Tensor, dampening: bool, eps: float):
-    """The forward of spec section 3 (no BGN), for a given leak term l."""
+    """The documented forward (no BGN), for a given leak term l."""
     gate_leak = leak_term.abs() if dampening else leak_term
     z = (torch.sigmoid(x) + gate_leak) * (_siglog(x) + leak_term)
     return z / torch.sqrt(z.abs().mean(dim=-1, keepdim=True) + eps)
@@ -266,7 +266,7 @@ def test_all_bgn_input_gradient_norm_is_sqrt_numel_per_sample(shape):
     upstream = torch.randn(shape, generator=generator, dtype=torch.float64) * 10
     module(x).backward(upstream)
     if len(shape) == 1:
-        # BGN of a 1-D tensor scales the whole gradient to unit norm (spec 2.1, kept).
+        # BGN of a 1-D tensor scales the whole gradient to unit norm (kept from the reference).
         norms, expected = x.grad.norm().reshape(1), 1.0
     else:
         norms = x.grad.flatten(1).norm(dim=1)

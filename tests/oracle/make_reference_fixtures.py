@@ -17,7 +17,7 @@ last segment; the parameters are the ``name=value`` segments. Fields shared by s
 (inputs ``x``, ``y``, ``alpha`` and the upstream gradient ``g``) are stored once, at the
 shortest prefix they apply to; a reader looks a field up from the case towards the root.
 
-Cases (spec 11.2):
+Cases:
 
 - ``siglog``: shapes 7, 3x5, 2x3x4, 0 and a 0-d tensor; float64/float32/bfloat16; fields ``y``,
   ``grad_x`` (surrogate gradient for the upstream ``g``).

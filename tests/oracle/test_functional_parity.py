@@ -2,12 +2,12 @@
 
 The expected values come from ``fixtures/functional.pt``, written by
 ``make_reference_fixtures.py`` with the reference implementation (its docstring documents the
-key layout and the cases). Tolerances are those of spec 8.9: relative error
-``||ours - ref|| / ||ref||`` of at most 1e-10 (float64), 1e-5 (float32) and 2e-2 (bfloat16,
-float16); noisein outputs in float32/float64 are bit-exact. Where ours deliberately differs
-(spec 8.10), the fixed behaviour is checked instead: the siglog_parametric alpha-gradient
-(reference / alpha, or the central difference with relative step ``smoothing``) and the
-log_proportional_error y-gradient (autograd of the forward with the minimum detached).
+key layout and the cases). Tolerances: relative error ``||ours - ref|| / ||ref||`` of at most
+1e-10 (float64), 1e-5 (float32) and 2e-2 (bfloat16, float16); noisein outputs in
+float32/float64 are bit-exact. Where ours deliberately differs from the reference, the fixed
+behaviour is checked instead: the siglog_parametric alpha-gradient (reference / alpha, or the
+central difference with relative step ``smoothing``) and the log_proportional_error y-gradient
+(autograd of the forward with the minimum detached).
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ def _python_alpha(kind: str) -> float | None:
 def alpha_gradient_formula(
     x: torch.Tensor, alpha: torch.Tensor, h: float, g: torch.Tensor
 ) -> torch.Tensor:
-    """Spec 8.2, fixed: sum of g * [f(x; e(a + a h)) - f(x; e(a - a h))] / (2 a h), in x's dtype.
+    """Ours, fixed: sum of g * [f(x; e(a + a h)) - f(x; e(a - a h))] / (2 a h), in x's dtype.
 
     ``h`` goes through the default dtype, like the reference's conversion of ``smoothing``.
     """
@@ -189,7 +189,8 @@ def test_siglog_parametric(case: str) -> None:
             y = siglog_parametric(x, py_alpha, **kwargs)
     assert_close(y.detach(), field(case, "y"), TOL[dtype], "y")
 
-    # backward: a Python alpha must work too (spec 8.10, 2), with the reference's x-gradient
+    # backward: a Python alpha must work too (a deviation from the reference), with the
+    # reference's x-gradient
     xl = leaf(x)
     if tensor_alpha:
         out = siglog_parametric(xl, alpha, **kwargs)
@@ -219,7 +220,7 @@ def test_siglog_parametric(case: str) -> None:
 
 @pytest.mark.parametrize("smooth_grad", [False, True])
 def test_siglog_parametric_alpha_gradient_is_the_derivative(smooth_grad: bool) -> None:
-    """Per element, the alpha-gradient equals the analytic df/dalpha to O(h^2) (spec 11.3)."""
+    """Per element, the alpha-gradient equals the analytic df/dalpha to O(h^2)."""
     x = field("siglog_parametric/float64/shape=3x5", "x").flatten()
     alpha0 = 0.5
     ours = []
@@ -254,7 +255,7 @@ def test_backward_gradient_normalization(case: str) -> None:
 def lpe_true_gradients(
     x: torch.Tensor, y: torch.Tensor, reduction: str, g: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Autograd of the forward of spec 2.2 with the global minimum held constant."""
+    """Autograd of the forward with the global minimum held constant."""
     xl, yl = leaf(x), leaf(y)
     m = torch.minimum(xl.min(), yl.min()).detach()
     x_shift = (xl - m) + math.e
@@ -304,7 +305,7 @@ def test_noisein(case: str) -> None:
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("case", [c for c in cases("noisein") if case_dtype(c) == torch.float32])
 def test_noisein_low_precision_follows_float32(case: str, dtype: torch.dtype) -> None:
-    """The reference fails in bfloat16/float16; ours draws the same positions (spec 8.2)."""
+    """The reference fails in bfloat16/float16; ours draws the same positions."""
     p = params(case)
     x32 = field(case, "x")
     x = leaf(x32.to(dtype))
