@@ -9,24 +9,10 @@ from hypothesis import strategies as st
 
 from dyna.functional import backward_gradient_normalization
 from dyna.functional.gradient_normalization import BackwardGradientNormalization
+from tests.golden import assert_golden
 
 FLOAT_DTYPES = [torch.float32, torch.float64, torch.bfloat16]
 SHAPES = [(7,), (3, 5), (2, 3, 4), (0,), (0, 3), (3, 0)]
-# Golden values are compared element-wise, relative to the largest listed magnitude.
-# The float64 golden values are printed to 10 decimals, so at least half a unit of that
-# last decimal (5e-11) is allowed.
-TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-5, torch.bfloat16: 2e-2}
-
-
-def _assert_golden(actual: torch.Tensor, expected: list, dtype: torch.dtype) -> None:
-    expected_tensor = torch.tensor(expected, dtype=torch.float64)
-    scale = float(expected_tensor.abs().max()) or 1.0
-    torch.testing.assert_close(
-        actual.detach().to(torch.float64),
-        expected_tensor,
-        rtol=0.0,
-        atol=max(TOLERANCE[dtype] * scale, 5e-11),
-    )
 
 
 def _normalised_gradient(
@@ -80,7 +66,7 @@ GOLDEN = [
 
 @pytest.mark.parametrize(("upstream", "dtype", "eps", "expected"), GOLDEN)
 def test_golden_values(upstream, dtype, eps, expected):
-    _assert_golden(_normalised_gradient(upstream, dtype, eps), expected, dtype)
+    assert_golden(_normalised_gradient(upstream, dtype, eps), expected, dtype)
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
@@ -92,7 +78,7 @@ def test_golden_zero_gradient_stays_zero(dtype):
     upstream = torch.tensor([[0.0, 0.0], [1.0, -1.0]])
     gradient = _normalised_gradient(upstream, dtype)
     assert torch.equal(gradient[0], torch.zeros(2, dtype=dtype))
-    _assert_golden(gradient, _formula(upstream, 1e-6).tolist(), dtype)
+    assert_golden(gradient, _formula(upstream, 1e-6).tolist(), dtype)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -136,7 +122,7 @@ def test_eps_none_reads_class_attribute_at_call_time(monkeypatch):
     assert BackwardGradientNormalization.eps == 1e-6
     monkeypatch.setattr(BackwardGradientNormalization, "eps", 1.0)
     # Reference DyNA at commit 01c17ea (torch 2.13, CPU): ones(2, 3) with eps = 1.
-    _assert_golden(
+    assert_golden(
         _normalised_gradient(torch.ones(2, 3), torch.float32),
         [[0.6339745522] * 3] * 2,
         torch.float32,
@@ -146,7 +132,7 @@ def test_eps_none_reads_class_attribute_at_call_time(monkeypatch):
     out = backward_gradient_normalization(leaf)
     monkeypatch.setattr(BackwardGradientNormalization, "eps", 1e-6)
     out.backward(torch.ones(2, 3))
-    _assert_golden(leaf.grad, [[0.6339745522] * 3] * 2, torch.float32)
+    assert_golden(leaf.grad, [[0.6339745522] * 3] * 2, torch.float32)
     # An explicit eps wins over the attribute.
     monkeypatch.setattr(BackwardGradientNormalization, "eps", 1.0)
     gradient = _normalised_gradient(torch.ones(2, 3), torch.float64, 0.0)
@@ -169,7 +155,7 @@ def test_bfloat16_gradient_close_to_float32_formula():
     upstream = torch.randn(4, 3, 5, generator=generator).to(torch.bfloat16)
     gradient = _normalised_gradient(upstream, torch.bfloat16)
     expected = _formula(upstream, 1e-6)
-    _assert_golden(gradient, expected.tolist(), torch.bfloat16)
+    assert_golden(gradient, expected.tolist(), torch.bfloat16)
 
 
 def test_gradient_is_loss_scale_invariant_and_flows_to_earlier_leaves():
@@ -243,7 +229,7 @@ def test_forward_identity_dtype_and_shape_preserved(dtype, shape):
     assert x.grad.dtype == dtype and x.grad.shape == x.shape
     assert torch.isfinite(x.grad).all()
     if x.numel() and dtype != torch.bfloat16:
-        _assert_golden(x.grad, _formula(upstream, 1e-6).tolist(), dtype)
+        assert_golden(x.grad, _formula(upstream, 1e-6).tolist(), dtype)
 
 
 def test_non_contiguous_input():

@@ -8,25 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dyna.functional import log_proportional_error
+from tests.golden import assert_golden
 
 FLOAT_DTYPES = [torch.float32, torch.float64, torch.bfloat16]
 SHAPES = [(7,), (3, 5), (2, 3, 4)]
 REDUCTIONS = ["mean", "sum", "none"]
-# Golden values are compared element-wise, relative to the largest listed magnitude.
-# The float64 golden values are printed to 10 decimals, so at least half a unit of that
-# last decimal (5e-11) is allowed.
-TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-5, torch.bfloat16: 2e-2}
-
-
-def _assert_golden(actual: torch.Tensor, expected: list, dtype: torch.dtype) -> None:
-    expected_tensor = torch.tensor(expected, dtype=torch.float64)
-    scale = float(expected_tensor.abs().max()) or 1.0
-    torch.testing.assert_close(
-        actual.detach().to(torch.float64),
-        expected_tensor,
-        rtol=0.0,
-        atol=max(TOLERANCE[dtype] * scale, 5e-11),
-    )
 
 
 def _assert_relative_error(actual: torch.Tensor, expected: torch.Tensor, tolerance: float) -> None:
@@ -97,9 +83,9 @@ def test_golden_values(dtype, y_values, error, grad_x, grad_y_reference, grad_y)
     err.backward(torch.ones_like(err))
     assert err.dtype == x.grad.dtype == y.grad.dtype == dtype
     # float32 and bfloat16 runs are held to their own tolerance against the float64 reference.
-    _assert_golden(err, error, dtype)
-    _assert_golden(x.grad, grad_x, dtype)
-    _assert_golden(y.grad, grad_y, dtype)
+    assert_golden(err, error, dtype)
+    assert_golden(x.grad, grad_x, dtype)
+    assert_golden(y.grad, grad_y, dtype)
     if dtype == torch.float64:
         # Deviation from the reference: the reference's dy is not the derivative.
         assert not torch.allclose(
@@ -116,9 +102,9 @@ def test_golden_reductions(y_values, error, grad_x, grad_y_reference, grad_y):
         err = log_proportional_error(x, y, reduction=reduction)
         assert err.shape == ()
         err.backward()
-        _assert_golden(err.reshape(1), [sum(error) * weight], torch.float64)
-        _assert_golden(x.grad, [g * weight for g in grad_x], torch.float64)
-        _assert_golden(y.grad, [g * weight for g in grad_y], torch.float64)
+        assert_golden(err.reshape(1), [sum(error) * weight], torch.float64)
+        assert_golden(x.grad, [g * weight for g in grad_x], torch.float64)
+        assert_golden(y.grad, [g * weight for g in grad_y], torch.float64)
 
 
 def test_default_reduction_is_mean():

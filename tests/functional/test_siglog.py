@@ -9,24 +9,10 @@ from hypothesis import strategies as st
 
 from dyna.functional import siglog, siglog_parametric
 from dyna.functional.siglog import SigLog, SigLogParametric
+from tests.golden import assert_golden
 
 FLOAT_DTYPES = [torch.float32, torch.float64, torch.bfloat16]
 SHAPES = [(7,), (3, 5), (2, 3, 4), (0,), (2, 0, 3)]
-# Golden values are compared element-wise, relative to the largest listed magnitude.
-# The float64 golden values are printed to 10 decimals, so at least half a unit of that
-# last decimal (5e-11) is allowed.
-TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-5, torch.bfloat16: 2e-2}
-
-
-def _assert_golden(actual: torch.Tensor, expected: list | float, dtype: torch.dtype) -> None:
-    expected_tensor = torch.tensor(expected, dtype=torch.float64)
-    scale = float(expected_tensor.abs().max()) if expected_tensor.numel() else 1.0
-    torch.testing.assert_close(
-        actual.detach().to(torch.float64),
-        expected_tensor,
-        rtol=0.0,
-        atol=max(TOLERANCE[dtype] * scale, 5e-11),
-    )
 
 
 def _as_float32(value: float) -> float:
@@ -102,21 +88,21 @@ def test_siglog_golden_values_and_surrogate_gradient(dtype):
     y.backward(torch.ones_like(y))
     assert y.dtype == dtype and x.grad.dtype == dtype
     # float32 and bfloat16 runs are held to their own tolerance against the float64 reference.
-    _assert_golden(y, SIGLOG_Y, dtype)
-    _assert_golden(x.grad, SIGLOG_SURROGATE, dtype)
+    assert_golden(y, SIGLOG_Y, dtype)
+    assert_golden(x.grad, SIGLOG_SURROGATE, dtype)
 
 
 def test_siglog_golden_float32_zero_jump():
     # Reference DyNA at commit 01c17ea (torch 2.13, CPU): e and eps added one after the other.
     y = siglog(torch.tensor([0.0, 1e-30, -0.0], dtype=torch.float32))
-    _assert_golden(y, [-3.6716461e-05, 3.6716461e-05, -3.6716461e-05], torch.float32)
+    assert_golden(y, [-3.6716461e-05, 3.6716461e-05, -3.6716461e-05], torch.float32)
 
 
 def test_siglog_golden_bfloat16():
     # Reference DyNA at commit 01c17ea (torch 2.13, CPU).
     y = siglog(torch.tensor([0.0, 1.0], dtype=torch.bfloat16))
     assert y.dtype == torch.bfloat16
-    _assert_golden(y, [-0.0, 0.3125], torch.bfloat16)
+    assert_golden(y, [-0.0, 0.3125], torch.bfloat16)
     assert bool(torch.signbit(y[0]))
 
 
@@ -174,7 +160,7 @@ def test_siglog_surrogate_is_not_the_true_derivative():
     x = torch.tensor([-10.0, -1.0, -0.5, 0.0, 1e6], dtype=torch.float64, requires_grad=True)
     siglog(x).sum().backward()
     true_derivative = 1.0 / (x.detach().abs() + math.e + 1e-4)
-    _assert_golden(true_derivative[:3], SIGLOG_TRUE_DERIVATIVE, torch.float32)
+    assert_golden(true_derivative[:3], SIGLOG_TRUE_DERIVATIVE, torch.float32)
     ratio = x.grad / true_derivative
     assert torch.all(ratio[:4] > 1.15)
     torch.testing.assert_close(ratio[3], torch.tensor(math.e + 1e-4, dtype=torch.float64))
@@ -301,8 +287,8 @@ def test_siglog_parametric_golden_alpha_inverse_e(dtype):
     y = siglog_parametric(x, alpha)
     y.backward(torch.ones_like(y))
     assert y.dtype == dtype and x.grad.dtype == dtype
-    _assert_golden(y, F_ALPHA_INV_E, dtype)
-    _assert_golden(x.grad, DX_ALPHA_INV_E, dtype)
+    assert_golden(y, F_ALPHA_INV_E, dtype)
+    assert_golden(x.grad, DX_ALPHA_INV_E, dtype)
     assert bool(torch.signbit(y[2]))  # f(0) = -0.0
 
 
@@ -312,11 +298,11 @@ def test_siglog_parametric_golden_alpha_half(dtype):
     alpha = torch.tensor(0.5, dtype=dtype, requires_grad=True)
     y = siglog_parametric(x, alpha)
     y.backward(torch.ones_like(y))
-    _assert_golden(y, F_ALPHA_HALF, dtype)
-    _assert_golden(x.grad, DX_ALPHA_HALF, dtype)
+    assert_golden(y, F_ALPHA_HALF, dtype)
+    assert_golden(x.grad, DX_ALPHA_HALF, dtype)
     assert alpha.grad.dtype == dtype and alpha.grad.shape == ()
     if dtype == torch.float64:
-        _assert_golden(alpha.grad, OURS_DALPHA_SUM_HALF, dtype)
+        assert_golden(alpha.grad, OURS_DALPHA_SUM_HALF, dtype)
     else:
         # The central difference in float32 loses digits (reference likewise); finite only.
         assert torch.isfinite(alpha.grad)
@@ -325,9 +311,9 @@ def test_siglog_parametric_golden_alpha_half(dtype):
 def test_siglog_parametric_golden_alpha_gradient_per_element():
     x = torch.tensor(PARAMETRIC_X, dtype=torch.float64)
     alpha = torch.tensor(0.5, dtype=torch.float64, requires_grad=True)
-    _assert_golden(_per_element_alpha_gradient(x, alpha), OURS_DALPHA_HALF, torch.float64)
+    assert_golden(_per_element_alpha_gradient(x, alpha), OURS_DALPHA_HALF, torch.float64)
     alpha = torch.tensor(1 / math.e, dtype=torch.float64, requires_grad=True)
-    _assert_golden(_per_element_alpha_gradient(x, alpha), OURS_DALPHA_INV_E, torch.float64)
+    assert_golden(_per_element_alpha_gradient(x, alpha), OURS_DALPHA_INV_E, torch.float64)
 
 
 def test_siglog_parametric_golden_smooth_grad():
@@ -335,12 +321,12 @@ def test_siglog_parametric_golden_smooth_grad():
     alpha = torch.tensor(0.5, dtype=torch.float64, requires_grad=True)
     y = siglog_parametric(x, alpha, smoothing=0.01, smooth_grad=True)
     y.backward(torch.ones_like(y))
-    _assert_golden(y, F_ALPHA_HALF, torch.float64)
-    _assert_golden(x.grad, DX_SMOOTH, torch.float64)
-    _assert_golden(alpha.grad, OURS_DALPHA_SUM_SMOOTH, torch.float64)
+    assert_golden(y, F_ALPHA_HALF, torch.float64)
+    assert_golden(x.grad, DX_SMOOTH, torch.float64)
+    assert_golden(alpha.grad, OURS_DALPHA_SUM_SMOOTH, torch.float64)
     alpha = torch.tensor(0.5, dtype=torch.float64, requires_grad=True)
     per_element = _per_element_alpha_gradient(x.detach(), alpha, smoothing=0.01, smooth_grad=True)
-    _assert_golden(per_element, OURS_DALPHA_SMOOTH, torch.float64)
+    assert_golden(per_element, OURS_DALPHA_SMOOTH, torch.float64)
 
 
 @pytest.mark.parametrize(
@@ -366,7 +352,7 @@ def test_siglog_parametric_alpha_gradient_is_reference_divided_by_alpha(
     torch.testing.assert_close(
         alpha.grad, torch.tensor(reference_sum / 0.5, dtype=torch.float64), rtol=0.0, atol=1e-10
     )
-    _assert_golden(alpha.grad, ours_sum, torch.float64)
+    assert_golden(alpha.grad, ours_sum, torch.float64)
 
 
 def _reference_alpha_gradient(x: torch.Tensor, alpha: float, step: float) -> torch.Tensor:
@@ -397,7 +383,7 @@ def _analytic_alpha_gradient(x: torch.Tensor, alpha: float) -> torch.Tensor:
 def test_siglog_parametric_alpha_gradient_matches_analytic_golden():
     x = torch.tensor(PARAMETRIC_X, dtype=torch.float64)
     alpha = torch.tensor(0.5, dtype=torch.float64, requires_grad=True)
-    _assert_golden(_analytic_alpha_gradient(x, 0.5), ANALYTIC_DALPHA_HALF, torch.float64)
+    assert_golden(_analytic_alpha_gradient(x, 0.5), ANALYTIC_DALPHA_HALF, torch.float64)
     ours = _per_element_alpha_gradient(x, alpha)
     torch.testing.assert_close(
         ours, torch.tensor(ANALYTIC_DALPHA_HALF, dtype=torch.float64), rtol=1e-6, atol=1e-12
@@ -459,7 +445,7 @@ def test_siglog_parametric_default_alpha_goes_through_float32():
     assert _as_float32(1 / math.e) * math.e == pytest.approx(DEFAULT_M, rel=1e-15)
     x = _parametric_x()
     y = siglog_parametric(x)
-    _assert_golden(y, F_DEFAULT_ALPHA, torch.float64)
+    assert_golden(y, F_DEFAULT_ALPHA, torch.float64)
     # ... which is distinguishable from the exact 1/e at float64 tolerance.
     difference = (y.detach() - torch.tensor(F_ALPHA_INV_E, dtype=torch.float64)).abs().max()
     assert difference > 1e-8
@@ -476,7 +462,7 @@ def test_siglog_parametric_python_alpha_follows_default_dtype():
         y = siglog_parametric(torch.tensor(PARAMETRIC_X, dtype=torch.float64))
     finally:
         torch.set_default_dtype(previous)
-    _assert_golden(y, F_ALPHA_INV_E, torch.float64)
+    assert_golden(y, F_ALPHA_INV_E, torch.float64)
 
 
 @pytest.mark.parametrize("alpha", [1 / math.e, 0.3, 2, None])
@@ -563,7 +549,7 @@ def test_siglog_parametric_alpha_gradient_has_alpha_shape(alpha_shape):
     alpha = torch.full(alpha_shape, 0.5, dtype=torch.float64, requires_grad=True)
     siglog_parametric(torch.tensor(PARAMETRIC_X, dtype=torch.float64), alpha).sum().backward()
     assert alpha.grad.shape == alpha_shape
-    _assert_golden(alpha.grad.reshape(()), OURS_DALPHA_SUM_HALF, torch.float64)
+    assert_golden(alpha.grad.reshape(()), OURS_DALPHA_SUM_HALF, torch.float64)
 
 
 def test_siglog_parametric_alpha_tensor_of_other_dtype_is_cast_and_backpropagates():
@@ -571,10 +557,10 @@ def test_siglog_parametric_alpha_tensor_of_other_dtype_is_cast_and_backpropagate
     x = _parametric_x()
     y = siglog_parametric(x, alpha)
     assert y.dtype == torch.float64
-    _assert_golden(y, F_ALPHA_HALF, torch.float64)  # 0.5 is exact in float32
+    assert_golden(y, F_ALPHA_HALF, torch.float64)  # 0.5 is exact in float32
     y.sum().backward()
     assert alpha.grad.dtype == torch.float32
-    _assert_golden(alpha.grad, OURS_DALPHA_SUM_HALF, torch.float32)
+    assert_golden(alpha.grad, OURS_DALPHA_SUM_HALF, torch.float32)
 
 
 def test_siglog_parametric_none_arguments_read_class_attributes(monkeypatch):
@@ -587,12 +573,12 @@ def test_siglog_parametric_none_arguments_read_class_attributes(monkeypatch):
     x = _parametric_x()
     y = siglog_parametric(x, alpha=None, smoothing=None, smooth_grad=None)
     y.backward(torch.ones_like(y))
-    _assert_golden(y, F_ALPHA_HALF, torch.float64)
-    _assert_golden(x.grad, DX_SMOOTH, torch.float64)
+    assert_golden(y, F_ALPHA_HALF, torch.float64)
+    assert_golden(x.grad, DX_SMOOTH, torch.float64)
     # With tensors for alpha, the class smoothing sets the alpha step too.
     alpha = torch.tensor(0.5, dtype=torch.float64, requires_grad=True)
     siglog_parametric(x.detach(), alpha, smoothing=None, smooth_grad=None).sum().backward()
-    _assert_golden(alpha.grad, OURS_DALPHA_SUM_SMOOTH, torch.float64)
+    assert_golden(alpha.grad, OURS_DALPHA_SUM_SMOOTH, torch.float64)
 
 
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
