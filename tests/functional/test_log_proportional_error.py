@@ -337,3 +337,16 @@ def test_rejects_mismatched_shapes(x_shape, y_shape):
 def test_rejects_bad_reduction(bad_reduction):
     with pytest.raises(ValueError, match="reduction"):
         log_proportional_error(torch.ones(3), torch.ones(3), bad_reduction)
+
+
+def test_second_derivative_with_the_minimum_held_constant():
+    # The backward recomputes from x and y, so gradgradcheck holds too (the minimum is a
+    # separate constant element, so finite differences do not move it).
+    x = torch.tensor([0.3, 1.2, 2.0], dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([1.0, 0.7, 0.5], dtype=torch.float64, requires_grad=True)
+    floor = torch.tensor([-3.0], dtype=torch.float64)
+
+    def error(x, y):
+        return log_proportional_error(torch.cat([x, floor]), torch.cat([y, floor]), "sum")
+
+    assert torch.autograd.gradgradcheck(error, (x, y))

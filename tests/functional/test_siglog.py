@@ -689,3 +689,17 @@ def test_siglog_parametric_rejects_smoothing_of_wrong_value(bad_smoothing):
 def test_siglog_parametric_rejects_smooth_grad_not_bool(bad_smooth_grad):
     with pytest.raises(TypeError, match="smooth_grad"):
         siglog_parametric(torch.ones(3), 0.5, 1e-3, bad_smooth_grad)
+
+
+@pytest.mark.parametrize(
+    "function",
+    [siglog, lambda x: siglog_parametric(x, torch.tensor(0.5, dtype=x.dtype))],
+    ids=["siglog", "siglog_parametric"],
+)
+def test_no_silent_second_derivative(function):
+    # Surrogate and finite-difference gradients have no second derivative: asking for one
+    # raises instead of returning a wrong value.
+    x = torch.tensor([-1.0, 0.5], dtype=torch.float64, requires_grad=True)
+    (grad,) = torch.autograd.grad(function(x).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="twice|once_differentiable|does not require grad"):
+        torch.autograd.grad(grad.sum(), x)
