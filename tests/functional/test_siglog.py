@@ -701,5 +701,5 @@ def test_no_silent_second_derivative(function):
     # raises instead of returning a wrong value.
     x = torch.tensor([-1.0, 0.5], dtype=torch.float64, requires_grad=True)
     (grad,) = torch.autograd.grad(function(x).sum(), x, create_graph=True)
-    with pytest.raises(RuntimeError, match="twice|once_differentiable|does not require grad"):
+    with pytest.raises(RuntimeError, match=r"twice|once_differentiable|does not require grad"):
         torch.autograd.grad(grad.sum(), x)
