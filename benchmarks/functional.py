@@ -7,9 +7,11 @@ times and their ratio:
 - siglog_parametric (tensor alpha, both gradients) vs the same formula through autograd;
 - backward_gradient_normalization vs the identity (its whole cost is the backward rescaling);
 - log_proportional_error vs ``F.l1_loss``;
-- SignalStabilizationCompressor vs ``nn.LayerNorm`` + ``nn.GELU``.
+- SignalStabilizationCompressor vs ``nn.LayerNorm`` + ``nn.GELU``, eager and, with
+  ``--compile``, under ``torch.compile`` (which fuses its dozen element-wise ops).
 
 Usage: python benchmarks/functional.py [--batch 256] [--features 1024] [--repeats 15]
+       [--dtype float32] [--compile]
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ def main(argv: list[str] | None = None) -> list[tuple[str, float, float]]:
     parser.add_argument("--features", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--dtype", choices=["float32", "float64", "bfloat16"], default="float32")
+    parser.add_argument("--compile", action="store_true", help="add torch.compile'd rows")
     args = parser.parse_args(argv)
     dtype = getattr(torch, args.dtype)
 
@@ -86,6 +89,14 @@ def main(argv: list[str] | None = None) -> list[tuple[str, float, float]]:
             forward_backward(layer_norm, x),
         ),
     ]
+    if args.compile:
+        cases.append(
+            (
+                "SSC (torch.compile) vs LayerNorm+GELU",
+                forward_backward(torch.compile(compressor), x),
+                forward_backward(layer_norm, x),
+            )
+        )
     print(
         f"forward+backward, {args.batch}x{args.features} {args.dtype}, "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads"
