@@ -12,6 +12,12 @@ from dyna.functional.siglog import SigLog, SigLogParametric
 from tests.golden import assert_golden
 
 FLOAT_DTYPES = [torch.float32, torch.float64, torch.bfloat16]
+# Up to 20 finite, normal values in [-1e6, 1e6] for the property tests.
+FINITE_VALUES = st.lists(
+    st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_subnormal=False),
+    min_size=1,
+    max_size=20,
+)
 SHAPES = [(7,), (3, 5), (2, 3, 4), (0,), (2, 0, 3)]
 
 
@@ -171,13 +177,7 @@ def test_siglog_surrogate_is_not_the_true_derivative():
 
 
 @settings(max_examples=60, deadline=None)
-@given(
-    st.lists(
-        st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_subnormal=False),
-        min_size=1,
-        max_size=20,
-    )
-)
+@given(FINITE_VALUES)
 def test_siglog_odd_apart_from_zero_and_monotone(values):
     x = torch.tensor(values, dtype=torch.float64)
     nonzero = x != 0
@@ -600,11 +600,7 @@ def test_siglog_parametric_dtype_and_shape_preserved(dtype, shape, smooth_grad):
 
 @settings(max_examples=50, deadline=None)
 @given(
-    st.lists(
-        st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_subnormal=False),
-        min_size=1,
-        max_size=20,
-    ),
+    FINITE_VALUES,
     st.floats(min_value=1e-3, max_value=1e3),
 )
 def test_siglog_parametric_odd_apart_from_zero_and_monotone(values, alpha_value):

@@ -39,7 +39,7 @@ GOLDEN_OUTPUTS = {
         [-0.09945592, -0.2240977, -4.849200e-05, 0.2787133, 1.290598],
         0.4796641,
     ),
-    # Spec: "equal to gating float64".
+    # The reference gives exactly the gating float64 row here.
     ("dampening", torch.float64, False): (
         [-0.09357075, -0.2235309, -4.879809e-05, 0.2788824, 1.288635],
         0.4785732,
@@ -191,7 +191,7 @@ def _ssc_formula(x: torch.Tensor, leak_term: torch.Tensor, dampening: bool, eps:
 
 
 def _ssc_reference(x, bgn_input, bgn_mid, bgn_output, dampening, leak_scale=None, leak=1e-3):
-    """Spec section 3 step by step in float64 (x float64), with the BGN placements."""
+    """The documented forward step by step in float64 (x float64), with the BGN placements."""
     eps = torch.finfo(torch.float64).smallest_normal
     if bgn_input:
         x = backward_gradient_normalization(x)
@@ -274,7 +274,7 @@ def test_all_bgn_input_gradient_norm_is_sqrt_numel_per_sample(shape):
     # Exactly sqrt(n) up to BGN's eps = 1e-6 added to the gradient norm.
     torch.testing.assert_close(norms, torch.full_like(norms, expected), rtol=1e-5, atol=0.0)
     if shape == (4, 7):
-        # Spec 9.3: 2.645748 for D = 7.
+        # Reference value: 2.645748 for D = 7.
         _assert_close_to_largest(norms, [2.645748] * 4, 1e-5)
 
 
