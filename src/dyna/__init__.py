@@ -9,19 +9,27 @@ __version__ = "0.1.0"
 
 from dyna.functional import (
     backward_gradient_normalization,
+    compact_spectral_features,
+    compact_spectral_inner,
+    count_sketch,
     log_proportional_error,
     noisein,
     noiseover,
     siglog,
     siglog_parametric,
 )
+from dyna.lib import CompactSpectralMultiplier
 from dyna.module import SignalStabilizationCompressor, SignalStabilizationCompressorMode
 
 __all__ = [
+    "CompactSpectralMultiplier",
     "SignalStabilizationCompressor",
     "SignalStabilizationCompressorMode",
     "__version__",
     "backward_gradient_normalization",
+    "compact_spectral_features",
+    "compact_spectral_inner",
+    "count_sketch",
     "log_proportional_error",
     "noisein",
     "noiseover",

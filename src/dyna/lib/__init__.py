@@ -1,3 +1,5 @@
 """Weight builders and memory cores (tensor composers, CNU core, compact spectral multiplier)."""
 
-__all__: list[str] = []
+from dyna.lib.compact_spectral_multiplier import CompactSpectralMultiplier
+
+__all__ = ["CompactSpectralMultiplier"]
