@@ -155,7 +155,8 @@ def _count_sketch(
     batch = torch.broadcast_shapes(x.shape[:-1], hashes.shape[:-1], signs.shape[:-1])
     size = (*batch, x.shape[-1])
     # O(d) per row: a scatter-add, not a dense (d, D) sketch matrix (O(d·D)).
-    source = (x * signs.to(x.dtype)).expand(size)
+    # The tables are constants: no gradient flows to the signs.
+    source = (x * signs.detach().to(x.dtype)).expand(size)
     out = x.new_zeros((*batch, sketch_dim))
     return out.scatter_add(-1, hashes.expand(size), source)
 
@@ -170,6 +171,9 @@ def _features(xs: Sequence[torch.Tensor], hashes, signs, sketch_dim: int) -> tor
     if len(sketches) == 1:
         # irfft(rfft(u)) = u: a single mode needs no transform (and stays exact).
         return sketches[0]
+    if any(size == 0 for sketch in sketches for size in sketch.shape):
+        # The FFT backends reject empty batches; an empty result still joins the graph.
+        return sum(sketches[1:], sketches[0])
     # Unitary transforms: the product of K spectra carries D^{-K/2}, the inverse D^{1/2}, which
     # is exactly the D^{(1-K)/2} of the definition, without a separate scaling pass.
     spectrum = torch.fft.rfft(sketches[0], norm="ortho")
