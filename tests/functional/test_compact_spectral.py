@@ -593,6 +593,13 @@ def _bad_calls():
             ValueError,
             "hashes",
         ),
+        "xs batch": (
+            lambda: compact_spectral_features(
+                [xs[0].expand(2, -1), xs[1].expand(3, -1)], hashes, signs, 8
+            ),
+            ValueError,
+            "leading dimensions of xs must broadcast",
+        ),
         "exact ys count": (lambda: multilinear_kernel(xs, ys[:1]), ValueError, "ys must hold 2"),
     }
 

@@ -79,7 +79,18 @@ def _check_inputs(name: str, xs: object, dims: Sequence[int] | None = None) -> t
                 f"{name}[{k}] must have last dimension d_{k} = {dims[k]}, "
                 f"got shape {tuple(x.shape)}"
             )
+    _check_broadcast(name, xs)
     return xs
+
+
+def _check_broadcast(name: str, tensors: Sequence[torch.Tensor]) -> None:
+    try:
+        torch.broadcast_shapes(*(t.shape[:-1] for t in tensors))
+    except RuntimeError:
+        shapes = [tuple(t.shape) for t in tensors]
+        raise ValueError(
+            f"the leading dimensions of {name} must broadcast together, got shapes {shapes}"
+        ) from None
 
 
 def _check_table(
@@ -142,6 +153,7 @@ def _check_pair(xs: tuple, ys: object) -> tuple:
     ys = _check_inputs("ys", ys, [x.shape[-1] for x in xs])
     if ys[0].dtype != xs[0].dtype:
         raise TypeError(f"ys must have the dtype of xs ({xs[0].dtype}), got {ys[0].dtype}")
+    _check_broadcast("xs and ys", (*xs, *ys))
     return ys
 
 
