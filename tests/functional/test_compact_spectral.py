@@ -591,7 +591,7 @@ def _bad_calls():
                 xs, [y.expand(2, -1) for y in ys], [h.expand(3, -1) for h in hashes], signs, 8
             ),
             ValueError,
-            "hashes",
+            r"hashes\[0\] of shape \(3, 3\) must broadcast with ys\[0\]",
         ),
         "xs batch": (
             lambda: compact_spectral_features(

@@ -101,6 +101,7 @@ def _check_table(
     x: torch.Tensor,
     x_name: str,
     sketch_dim: int,
+    check_values: bool = True,
 ) -> None:
     """Check one mode's hash and sign tables against its input (types, shapes, devices, values)."""
     d = x.shape[-1]
@@ -127,7 +128,7 @@ def _check_table(
         raise TypeError(f"{signs_name} must have a real dtype (values ±1), got {signs.dtype}")
     # Value checks read the tables back to the host (one synchronisation on accelerators), so
     # they are skipped while compiling; the module validates its own tables once instead.
-    if not _is_compiling():
+    if check_values and not _is_compiling():
         if hashes.numel() and not bool(((hashes >= 0) & (hashes < sketch_dim)).all()):
             raise ValueError(
                 f"{hashes_name} must hold values in [0, sketch_dim) = [0, {sketch_dim}), "
@@ -137,14 +138,30 @@ def _check_table(
             raise ValueError(f"{signs_name} must hold only the values -1 and +1")
 
 
-def _check_tables(xs: tuple, hashes: object, signs: object, sketch_dim: int) -> tuple:
+def _check_tables(
+    xs: tuple,
+    hashes: object,
+    signs: object,
+    sketch_dim: int,
+    inputs_name: str = "xs",
+    check_values: bool = True,
+) -> tuple:
     hashes = _check_sequence("hashes", hashes)
     signs = _check_sequence("signs", signs)
     for name, tables in (("hashes", hashes), ("signs", signs)):
         if len(tables) != len(xs):
             raise ValueError(f"{name} must hold one table per mode ({len(xs)}), got {len(tables)}")
     for k, x in enumerate(xs):
-        _check_table(f"hashes[{k}]", hashes[k], f"signs[{k}]", signs[k], x, f"xs[{k}]", sketch_dim)
+        _check_table(
+            f"hashes[{k}]",
+            hashes[k],
+            f"signs[{k}]",
+            signs[k],
+            x,
+            f"{inputs_name}[{k}]",
+            sketch_dim,
+            check_values,
+        )
     return hashes, signs
 
 
@@ -299,7 +316,8 @@ def compact_spectral_inner(
     ys = _check_pair(xs, ys)
     sketch_dim = check_sketch_dim(sketch_dim)
     hashes, signs = _check_tables(xs, hashes, signs, sketch_dim)
-    _check_tables(ys, hashes, signs, sketch_dim)
+    # Shapes and devices against ys; the values were checked with xs.
+    _check_tables(ys, hashes, signs, sketch_dim, "ys", check_values=False)
     return _inner(xs, ys, hashes, signs, sketch_dim)
 
 
@@ -356,7 +374,8 @@ def compact_spectral_inner_ref(
     ys = _check_pair(xs, ys)
     sketch_dim = check_sketch_dim(sketch_dim)
     hashes, signs = _check_tables(xs, hashes, signs, sketch_dim)
-    _check_tables(ys, hashes, signs, sketch_dim)
+    # Shapes and devices against ys; the values were checked with xs.
+    _check_tables(ys, hashes, signs, sketch_dim, "ys", check_values=False)
     sketch_x = _tensor_sketch_ref(xs, hashes, signs, sketch_dim)
     sketch_y = _tensor_sketch_ref(ys, hashes, signs, sketch_dim)
     return (sketch_x * sketch_y).sum(-1).to(xs[0].dtype)
