@@ -11,6 +11,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dyna.functional import compact_spectral_features, compact_spectral_inner, count_sketch
 from dyna.functional.compact_spectral import (
@@ -198,6 +200,35 @@ def test_leading_dimensions_broadcast_across_modes_and_tables():
             [x0[i, 0], x1[0, j]], [hashes[0], hashes[1][j]], [signs[0], signs[1][j]], 8
         )
         torch.testing.assert_close(features[i, j], row, rtol=0, atol=1e-14)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    dims=st.lists(st.integers(1, 5), min_size=1, max_size=3),
+    sketch_dim=st.integers(1, 12),
+    seed=st.integers(0, 2**16),
+)
+def test_property_fast_path_is_the_tensor_sketch_and_linear(dims, sketch_dim, seed):
+    """Any K ≤ 3, sizes and D (odd, even, 1): fast = explicit twin; Φ is linear in each mode."""
+    xs, ys, hashes, signs = _random_case(dims, sketch_dim, batch=(2,), seed=seed, per_row=True)
+    fast = compact_spectral_features(xs, hashes, signs, sketch_dim)
+    plain = compact_spectral_features_ref(xs, hashes, signs, sketch_dim)
+    scale = max(float(plain.abs().max()), 1.0)
+    torch.testing.assert_close(fast, plain, rtol=0, atol=1e-12 * scale)
+    mixed = [xs[0] * 2.5 - ys[0] * 0.5, *xs[1:]]
+    combined = 2.5 * fast - 0.5 * compact_spectral_features(
+        [ys[0], *xs[1:]], hashes, signs, sketch_dim
+    )
+    torch.testing.assert_close(
+        compact_spectral_features(mixed, hashes, signs, sketch_dim),
+        combined,
+        rtol=0,
+        atol=1e-11 * scale,
+    )
+    estimate = compact_spectral_inner(xs, ys, hashes, signs, sketch_dim)
+    plain_estimate = compact_spectral_inner_ref(xs, ys, hashes, signs, sketch_dim)
+    estimate_scale = max(float(plain_estimate.abs().max()), 1.0)
+    torch.testing.assert_close(estimate, plain_estimate, rtol=0, atol=1e-11 * estimate_scale)
 
 
 def test_single_mode_features_are_the_count_sketch():

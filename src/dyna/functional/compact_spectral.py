@@ -36,8 +36,7 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def _is_compiling() -> bool:
-    compiler = getattr(torch, "compiler", None)
-    return compiler is not None and compiler.is_compiling()
+    return torch.compiler.is_compiling()
 
 
 # ------------------------------------------------------------------------------ argument checks
