@@ -23,6 +23,18 @@ from dyna.functional.compact_spectral import (
 )
 from tests.golden import assert_golden
 
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """These inputs are tiny: with two threads, MKL's FFT hands even a 2-row transform to a
+    second thread and, on a busy machine, waits a scheduler time slice for it (measured 5-15 ms
+    per call instead of 2 us), which would dominate the gradient checks."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 DTYPES = [torch.float32, torch.float64, torch.bfloat16]
 # Relative tolerances of a whole tensor against a float64 computation (‖a − b‖ / ‖b‖).

@@ -14,6 +14,18 @@ from dyna.functional import compact_spectral_features, compact_spectral_inner
 from dyna.functional.compact_spectral import compact_spectral_inner_ref
 from dyna.lib import CompactSpectralMultiplier
 
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """These inputs are tiny: with two threads, MKL's FFT hands even a 2-row transform to a
+    second thread and, on a busy machine, waits a scheduler time slice for it (measured 5-15 ms
+    per call instead of 2 us), which would dominate the gradient checks."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 # CompactSpectralMultiplier([3, 4], 8, seed=0), computed from the reference's draw order.
