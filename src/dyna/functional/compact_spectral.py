@@ -322,6 +322,9 @@ def compact_spectral_inner(
 
     x and y are sketched with the same tables. Unbiased over the draw of the tables; its
     variance falls like 1/D and grows quickly when the modes of x and y are weakly correlated.
+    Evaluated by Parseval on the half spectra, Σ_f w_f Re(conj(G_x[f]) G_y[f]) with
+    G = Π_k rfft(CS_k) (w = 1 at bin 0 and, for even D, bin D/2; 2 elsewhere), which needs no
+    inverse FFT.
 
     Args:
         xs: K ≥ 1 floating tensors of one dtype, mode k of shape (..., d_k).

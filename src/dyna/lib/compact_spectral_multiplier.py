@@ -68,7 +68,8 @@ class CompactSpectralMultiplier(nn.Module):
     """Unbiased sketch of Π_k ⟨x_k, y_k⟩ through D-dimensional CountSketch + FFT features.
 
     ``features(xs)`` is the feature map Φ; ``forward(xs, ys)`` the estimate
-    Ẑ = D^{K-1}·⟨Φ(x), Φ(y)⟩; ``exact(xs, ys)`` the exact kernel for comparison. The tables are
+    Ẑ = D^{K-1}·⟨Φ(x), Φ(y)⟩ (evaluated in the frequency domain, without forming Φ);
+    ``exact(xs, ys)`` the exact kernel for comparison. The tables are
     persistent buffers (a saved model keeps its estimator) and the module has no trainable
     parameters; gradients flow to the inputs.
 
