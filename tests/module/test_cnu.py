@@ -1,11 +1,15 @@
 """Tests for ``dyna.module.LinearCNU`` and ``dyna.module.Conv2dCNU``."""
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 
-from dyna.module import LinearCNU
+from dyna.module import Conv2dCNU, LinearCNU
 from tests.golden import assert_golden
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -260,3 +264,334 @@ def test_golden_trace_2_vanilla_gradient_keys_unshared(dtype):
     layer = trace2_layer(dtype)
     run_trace(layer, TRACE2_STEPS, TRACE2, dtype)
     assert list(layer.state_dict()) == ["M", "K", "scrambling_count"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    # Tiny tensors: on a busy machine a parallel region costs more than the work itself.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# ----------------------------------------------------------------------------- LinearCNU
+
+
+@pytest.mark.parametrize("shared_keys", [True, False])
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_memory_layout_and_initialisation(shared_keys, bias):
+    layer = LinearCNU(4, 3, bias=bias, shared_keys=shared_keys, key_mem_units=2, delta=1)
+    per_row = 4 + bias
+    assert (layer.q, layer.m, layer.u) == ((1, 2, 3 * per_row) if shared_keys else (3, 2, per_row))
+    assert layer.M.abs().max() <= 0.5  # every memory like a fresh nn.Linear(4, 3): U(±1/√4)
+    # The memory of a winner is the (out, in [+ 1]) matrix, bias last, applied as nn.Linear.
+    layer.eval()
+    x = torch.randn(5, 4)
+    attention = layer.attention(x)
+    rows = layer.M.detach().reshape(layer.q, 2, -1, per_row)
+    expected = torch.stack(
+        [
+            torch.cat([rows[j, attention.indices[i, j, 0]] for j in range(layer.q)])
+            @ torch.cat([x[i], torch.ones(1)])[:per_row]
+            for i in range(5)
+        ]
+    )
+    torch.testing.assert_close(layer(x), expected)
+
+
+def test_linear_delta_one_output_is_the_winners_linear_map():
+    layer = LinearCNU(4, 3, key_mem_units=3, delta=1).eval()
+    x = torch.randn(6, 4)
+    winners = layer.attention(x).indices[:, 0, 0]
+    for i in range(6):
+        matrix = layer.M[0, winners[i]].detach().view(3, 5)
+        torch.testing.assert_close(
+            layer(x[i : i + 1])[0], matrix[:, :4] @ x[i] + matrix[:, 4], rtol=1e-6, atol=1e-6
+        )
+
+
+def test_linear_unbatched_and_non_contiguous_input():
+    layer = LinearCNU(4, 3, key_mem_units=3, delta=2).eval()
+    x = torch.randn(4, 5).t()  # non-contiguous (5, 4)
+    out = layer(x)
+    torch.testing.assert_close(out, layer(x.contiguous()))
+    torch.testing.assert_close(layer(x[2]), out[2])
+    assert layer(x[2]).shape == (3,)
+
+
+def test_linear_resize1d_key():
+    layer = LinearCNU(6, 2, psi_fn="resize1d", key_size=3, key_mem_units=4)
+    assert layer.K.shape == (1, 4, 3)
+    assert layer(torch.randn(5, 6)).shape == (5, 2)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"in_features": 0}, ValueError, "in_features must be an integer >= 1"),
+        ({"out_features": 2.5}, ValueError, "out_features must be an integer"),
+        ({"bias": 1}, ValueError, "bias must be a bool"),
+        ({"shared_keys": None}, ValueError, "shared_keys must be a bool"),
+        ({"key_mem_units": 0}, ValueError, "key_mem_units must be an integer"),
+        ({"key_size": 3}, ValueError, "key_size 3 differs from in_features 4.*resize1d"),
+        ({"psi_fn": "sign", "key_size": 5}, ValueError, "key_size 5 differs"),
+        ({"psi_fn": "resize2d"}, ValueError, "needs 4-D input"),
+        ({"psi_fn": "reduce2d"}, ValueError, "psi_fn must be one of"),
+        ({"q": 2}, ValueError, "q cannot be passed"),
+        ({"d": 2}, ValueError, "d cannot be passed.*key_size"),
+        ({"m": 2}, ValueError, "m cannot be passed.*key_mem_units"),
+        ({"u": 2}, ValueError, "u cannot be passed"),
+        ({"upd_m": "WTA", "upd_k": None}, ValueError, "needs upd_k"),
+        ({"dtype": torch.int32}, ValueError, "dtype must be a floating"),
+    ],
+)
+def test_linear_bad_arguments(kwargs, error, message):
+    arguments = {"in_features": 4, "out_features": 3, **kwargs}
+    with pytest.raises(error, match=message):
+        LinearCNU(**arguments)
+
+
+@pytest.mark.parametrize(
+    ("x", "error", "message"),
+    [
+        (torch.ones(2, 5), ValueError, r"x must have shape \(b, 4\) or \(4,\)"),
+        (torch.ones(2, 3, 4), ValueError, "flatten leading dimensions"),
+        (torch.ones(2, 4, dtype=torch.int64), TypeError, "floating-point"),
+        (torch.ones(2, 4, dtype=torch.float64), TypeError, "module's dtype"),
+        ("x", TypeError, "x must be a torch.Tensor"),
+    ],
+)
+def test_linear_bad_input(x, error, message):
+    with pytest.raises(error, match=message):
+        LinearCNU(4, 3)(x)
+
+
+def test_linear_extra_repr():
+    text = repr(LinearCNU(4, 3, bias=False, shared_keys=False, key_mem_units=5, delta=2))
+    assert text.startswith(
+        "LinearCNU(in_features=4, out_features=3, bias=False, shared_keys=False, "
+        "key_mem_units=5, q=3, d=4, m=5, u=4, delta=2, gamma_alpha=0.1"
+    )
+
+
+# ----------------------------------------------------------------------------- Conv2dCNU
+
+
+def per_sample_conv(layer, x):
+    """The reference's definition: blend the filters, then convolve each sample on its own."""
+    weights = layer.compute_weights(x).reshape(x.shape[0], layer.out_channels, -1)
+    kh, kw = layer.kernel_size
+    outputs = []
+    for i in range(x.shape[0]):
+        filters = weights[i, :, : layer.in_features].reshape(
+            layer.out_channels, layer.in_channels // layer.groups, kh, kw
+        )
+        bias = weights[i, :, -1] if layer.bias else None
+        sample = x[i : i + 1]
+        padding = layer.padding
+        if layer.padding_mode != "zeros":
+            sample = F.pad(sample, layer._pad, mode=layer.padding_mode)
+            padding = 0
+        outputs.append(
+            F.conv2d(sample, filters, bias, layer.stride, padding, layer.dilation, layer.groups)
+        )
+    return torch.cat(outputs)
+
+
+CONV_CASES = [
+    {},
+    {"groups": 2, "out_channels": 6, "in_channels": 4},
+    {"groups": 2, "out_channels": 4, "in_channels": 4, "shared_keys": False, "bias": False},
+    {"stride": 2, "padding": 1},
+    {"padding": "same", "dilation": 2},
+    {"padding": "valid"},
+    {"padding": 2, "padding_mode": "reflect", "dilation": 2},
+    {"padding": "same", "padding_mode": "circular", "stride": 2},
+    {"padding": (1, 2), "padding_mode": "replicate", "kernel_size": (3, 5)},
+    {"psi_fn": "identity", "key_size": 4 * 9 * 9},
+    {"psi_fn": "resize2d_sign", "key_size": (4, 3, 3)},
+]
+
+
+@pytest.mark.parametrize("delta", [1, 2])
+@pytest.mark.parametrize(
+    "case", CONV_CASES, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items())
+)
+def test_conv_matches_per_sample_convolution(case, delta):
+    arguments = {"in_channels": 4, "out_channels": 3, "kernel_size": 3, "key_mem_units": 4}
+    arguments.update(case)
+    torch.manual_seed(0)
+    layer = Conv2dCNU(**arguments, delta=delta).eval()
+    x = torch.randn(3, arguments["in_channels"], 9, 9, requires_grad=True)
+    out = layer(x)
+    expected_layer = per_sample_conv(layer, x)
+    torch.testing.assert_close(out, expected_layer, rtol=1e-5, atol=1e-5)
+    grad = torch.randn_like(out)
+    grads = torch.autograd.grad((out * grad).sum(), (x, layer.M))
+    expected = torch.autograd.grad((expected_layer * grad).sum(), (x, layer.M))
+    for ours, reference in zip(grads, expected, strict=True):
+        torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
+    if arguments.get("padding") != "same" or arguments.get("stride", 1) == 1:
+        # Same output size as nn.Conv2d with this geometry.
+        geometry = {
+            name: arguments[name]
+            for name in ("stride", "padding", "dilation", "groups", "padding_mode")
+            if name in arguments
+        }
+        conv = torch.nn.Conv2d(
+            arguments["in_channels"], arguments["out_channels"], arguments["kernel_size"],
+            **geometry,
+        )  # fmt: skip
+        assert out.shape == conv(x).shape
+
+
+def test_conv_defaults_and_unbatched_non_contiguous_input():
+    layer = Conv2dCNU(3, 4, 3, padding=1, key_mem_units=3).eval()
+    assert layer.psi_fn == "resize2d" and layer.d == 75 and layer.in_features == 27
+    assert layer.M.shape == (1, 3, 4 * 28) and layer.M.abs().max() <= 1 / math.sqrt(112)
+    x = torch.randn(3, 8, 8).transpose(1, 2)  # non-contiguous
+    out = layer(x)
+    assert out.shape == (4, 8, 8)
+    torch.testing.assert_close(out, layer(x.contiguous().unsqueeze(0))[0])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"kernel_size": 0}, "kernel_size must be an int >= 1"),
+        ({"stride": (1, 0)}, "stride must be an int >= 1"),
+        ({"dilation": (1, 2, 3)}, "dilation must be an int >= 1 or a pair"),
+        ({"padding": -1}, "padding must be an int >= 0"),
+        ({"padding": "full"}, "padding must be an int, a pair, 'same' or 'valid'"),
+        ({"padding": "same", "stride": 2}, "padding='same' needs stride 1"),
+        ({"padding_mode": "mirror"}, "padding_mode must be"),
+        ({"groups": 2}, "groups 2 must divide in_channels 3"),
+        ({"psi_fn": "resize1d"}, "needs 2-D input"),
+        ({"key_size": (3, 0)}, "key_size must be an integer >= 1"),
+        ({"d": 5}, "d cannot be passed"),
+        ({"bias": "yes"}, "bias must be a bool"),
+    ],
+)
+def test_conv_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Conv2dCNU(**{"in_channels": 3, "out_channels": 4, "kernel_size": 3, **kwargs})
+
+
+@pytest.mark.parametrize(
+    ("layer_kwargs", "x", "error", "message"),
+    [
+        ({}, torch.ones(2, 4, 8, 8), ValueError, r"x must have shape \(b, 3, h, w\)"),
+        ({}, torch.ones(8, 8), ValueError, r"x must have shape"),
+        ({"psi_fn": "identity"}, torch.ones(2, 3, 8, 8), ValueError, "192 values, but the key"),
+        ({"key_size": 61}, torch.ones(1, 3, 7, 9), ValueError, "60 values, but the key size is 61"),
+        ({"key_size": 3}, torch.ones(1, 3, 1, 100), ValueError, "key_size 3 is too small"),
+    ],
+)
+def test_conv_bad_input(layer_kwargs, x, error, message):
+    layer = Conv2dCNU(3, 4, 3, **layer_kwargs)
+    with pytest.raises(error, match=message):
+        layer(x)
+
+
+def test_conv_extra_repr():
+    text = repr(Conv2dCNU(3, 4, 3, padding="same", key_mem_units=3))
+    assert text.startswith(
+        "Conv2dCNU(in_channels=3, out_channels=4, kernel_size=(3, 3), stride=(1, 1), "
+        "padding='same', padding_mode='zeros', dilation=(1, 1), groups=1, bias=True, "
+        "shared_keys=True, key_mem_units=3, in_features=27, q=1, d=75, m=3, u=112"
+    )
+
+
+# ----------------------------------------------------------------------------- conventions
+
+
+def make_layers(device=None, dtype=None):
+    return [
+        LinearCNU(6, 3, key_mem_units=4, delta=2, scramble=True, device=device, dtype=dtype),
+        LinearCNU(
+            6, 3, shared_keys=False, key_mem_units=4, upd_m=None, upd_k="grad_WTA", device=device,
+            dtype=dtype,
+        ),
+        Conv2dCNU(3, 4, 3, padding=1, key_mem_units=3, delta=2, device=device, dtype=dtype),
+    ]  # fmt: skip
+
+
+def layer_input(layer, device="cpu", dtype=torch.float32):
+    shape = (5, 6) if isinstance(layer, LinearCNU) else (2, 3, 7, 7)
+    generator = torch.Generator().manual_seed(0)
+    return torch.randn(shape, generator=generator).to(device=device, dtype=dtype)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16], ids=str)
+def test_layers_in_every_dtype_on_every_device(device, dtype):
+    for layer in make_layers(device, dtype):
+        for name, tensor in layer.state_dict().items():
+            assert tensor.device.type == device, name
+        assert layer.M.dtype == dtype and layer.K.dtype == dtype
+        x = layer_input(layer, device, dtype).requires_grad_()
+        out = layer(x)
+        assert out.dtype == dtype and out.device.type == device
+        out.float().square().sum().backward()
+        assert x.grad.dtype == dtype and layer.M.grad.dtype == dtype
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_layers_agree_with_float64(dtype):
+    tolerance = {torch.float32: 1e-5, torch.bfloat16: 5e-2}[dtype]
+    for index, layer in enumerate(make_layers()):
+        layer.eval()
+        exact = make_layers(dtype=torch.float64)[index].eval()
+        exact.load_state_dict(layer.state_dict())
+        layer = layer.to(dtype)
+        x = layer_input(layer, dtype=dtype)
+        expected = exact(x.double())
+        error = (layer(x).double() - expected).norm() / expected.norm()
+        assert error <= tolerance, f"{type(layer).__name__}: {error:.2e}"
+
+
+def test_meta_device_then_to_empty_and_reset_parameters():
+    for layer in make_layers(device="meta"):
+        assert all(t.device.type == "meta" for t in layer.state_dict().values())
+        layer = layer.to_empty(device="cpu")
+        layer.reset_parameters()
+        torch.testing.assert_close(layer.K.norm(dim=2), torch.ones(layer.q, layer.m))
+        assert torch.isfinite(layer(layer_input(layer))).all()
+
+
+def test_state_dict_round_trip_after_training():
+    for index, layer in enumerate(make_layers()):
+        optimiser = torch.optim.SGD(layer.parameters(), lr=0.1)
+        for _ in range(3):
+            optimiser.zero_grad()
+            layer(layer_input(layer)).square().sum().backward()
+            optimiser.step()
+        copy = make_layers()[index]
+        copy.load_state_dict(layer.state_dict())
+        x = layer_input(layer)
+        torch.testing.assert_close(copy.eval()(x), layer.eval()(x))
+        for name, tensor in copy.state_dict().items():
+            assert torch.equal(tensor, layer.state_dict()[name]), name
+
+
+def test_reset_parameters_reinitialises_like_construction():
+    torch.manual_seed(5)
+    layer = LinearCNU(6, 3, key_mem_units=4)
+    first = {name: tensor.clone() for name, tensor in layer.state_dict().items()}
+    layer(torch.randn(4, 6)).sum().backward()
+    torch.manual_seed(5)
+    layer.reset_parameters()
+    for name, tensor in layer.state_dict().items():
+        assert torch.equal(tensor, first[name]), name
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_layers_compile_as_one_graph(training):
+    for layer in make_layers():
+        layer.train(training)
+        compiled = torch.compile(layer, backend="eager", fullgraph=True)
+        x = layer_input(layer)
+        out = compiled(x)
+        out.sum().backward()
+        assert layer.M.grad is not None
