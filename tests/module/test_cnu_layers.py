@@ -228,6 +228,15 @@ def trace2_layer(dtype):
     return layer
 
 
+def check_trace_value(actual, expected, dtype):
+    if dtype == torch.float64:
+        assert_golden(actual, expected, dtype)
+    else:
+        # The reference's own float32 run agrees with the float64 trace to 1e-7.
+        expected = torch.tensor(expected, dtype=torch.float64)
+        torch.testing.assert_close(actual.detach().double(), expected, rtol=0, atol=1e-6)
+
+
 def run_trace(layer, steps, expected, dtype):
     optimiser = torch.optim.SGD(layer.parameters(), lr=0.5)
     for (x_values, target), record in zip(steps, expected, strict=True):
@@ -235,14 +244,14 @@ def run_trace(layer, steps, expected, dtype):
         optimiser.zero_grad()
         out = layer(x)
         F.mse_loss(out, torch.tensor(target, dtype=dtype)).backward()
-        assert_golden(out.flatten(), record["out"], dtype)
-        assert_golden(x.grad.flatten(), record["dx"], dtype)
+        check_trace_value(out.flatten(), record["out"], dtype)
+        check_trace_value(x.grad.flatten(), record["dx"], dtype)
         if "K.grad" in record:
-            assert_golden(layer.K.grad.flatten(), record["K.grad"], dtype)
+            check_trace_value(layer.K.grad.flatten(), record["K.grad"], dtype)
         optimiser.step()
         for name in ("K", "M", "mu", "eta"):
             if name in record:
-                assert_golden(getattr(layer, name).flatten(), record[name], dtype)
+                check_trace_value(getattr(layer, name).flatten(), record[name], dtype)
         if "scrambling_count" in record:
             assert layer.scrambling_count.tolist() == record["scrambling_count"]
 
@@ -254,7 +263,7 @@ def test_golden_trace_1_wta_ad_hoc_with_scrambling(dtype):
     state = {name: tensor.clone() for name, tensor in layer.state_dict().items()}
     layer.eval()
     x, expected = TRACE1_EVAL
-    assert_golden(layer(torch.tensor(x, dtype=dtype)).flatten(), expected, dtype)
+    check_trace_value(layer(torch.tensor(x, dtype=dtype)).flatten(), expected, dtype)
     for name, tensor in layer.state_dict().items():
         assert torch.equal(tensor, state[name]), name
 
