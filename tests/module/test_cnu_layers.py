@@ -516,8 +516,9 @@ def test_conv_extra_repr():
 
 
 def make_layers(device=None, dtype=None):
+    # The first uses the grouped blend (m > 2δ), the others the dense one.
     return [
-        LinearCNU(6, 3, key_mem_units=4, delta=2, scramble=True, device=device, dtype=dtype),
+        LinearCNU(6, 3, key_mem_units=5, delta=2, scramble=True, device=device, dtype=dtype),
         LinearCNU(
             6, 3, shared_keys=False, key_mem_units=4, upd_m=None, upd_k="grad_WTA", device=device,
             dtype=dtype,
