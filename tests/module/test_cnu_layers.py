@@ -605,3 +605,32 @@ def test_layers_compile_as_one_graph(training):
         out = compiled(x)
         out.sum().backward()
         assert layer.M.grad is not None
+
+
+PAIRS = [(None, "ad_hoc_WTA"), (None, "grad_WTA"), (None, None), ("WTA", "ad_hoc_WTA")]
+PAIRS.append(("WTA", "grad_WTA"))
+
+
+@pytest.mark.parametrize(("upd_m", "upd_k"), PAIRS)
+@pytest.mark.parametrize("delta", [1, 3])
+@pytest.mark.parametrize("shared_keys", [True, False])
+def test_linear_output_space_blend_equals_weights_then_product(shared_keys, delta, upd_m, upd_k):
+    torch.manual_seed(2)
+    layer = LinearCNU(
+        5, 4, shared_keys=shared_keys, key_mem_units=7, delta=delta, gamma_alpha=3.0,
+        upd_m=upd_m, upd_k=upd_k, dtype=torch.float64,
+    ).eval()  # fmt: skip
+    x = torch.randn(6, 5, dtype=torch.float64, requires_grad=True)
+    grad = torch.randn(6, 4, dtype=torch.float64)
+    parameters = [x, *layer.parameters()]
+    out = layer(x)
+    ours = torch.autograd.grad((out * grad).sum(), parameters, allow_unused=True)
+    weights = layer.compute_weights(x).reshape(6, 4, 6)
+    expected = (weights[:, :, :5] @ x.unsqueeze(2)).squeeze(2) + weights[:, :, 5]
+    reference = torch.autograd.grad((expected * grad).sum(), parameters, allow_unused=True)
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+    for mine, theirs in zip(ours, reference, strict=True):
+        if theirs is None:
+            assert mine is None or torch.all(mine == 0)
+        else:
+            torch.testing.assert_close(mine, theirs, rtol=1e-12, atol=1e-12)
