@@ -9,9 +9,15 @@ __version__ = "0.1.0"
 
 from dyna.functional import (
     backward_gradient_normalization,
+    cnu_blend_weights,
+    cnu_linear,
+    cnu_linear_ref,
     log_proportional_error,
     noisein,
     noiseover,
+    psi,
+    resize1d,
+    resize2d,
     siglog,
     siglog_parametric,
 )
@@ -31,9 +37,15 @@ __all__ = [
     "SignalStabilizationCompressorMode",
     "__version__",
     "backward_gradient_normalization",
+    "cnu_blend_weights",
+    "cnu_linear",
+    "cnu_linear_ref",
     "log_proportional_error",
     "noisein",
     "noiseover",
+    "psi",
+    "resize1d",
+    "resize2d",
     "siglog",
     "siglog_parametric",
 ]
