@@ -178,8 +178,8 @@ def cnu_blend_weights(
 ) -> torch.Tensor:
     """Blend the selected memories of every unit into per-sample weights.
 
-    Same operations as the reference (a gather from M broadcast to (b, q, m, u), then a batched
-    matmul with the attention weights), so the result is bit-identical to it.
+    Same arithmetic as the reference (the selected rows, then a batched matmul with the
+    attention weights), so the result is bit-identical to it.
 
     Args:
         memories: ``M`` of shape (q, m, u).
@@ -192,16 +192,16 @@ def cnu_blend_weights(
     """
     _check_blend_inputs(memories, indices, weights)
     b, q, k = indices.shape
-    _, m, u = memories.shape
-    expanded = memories.view(1, q, m, u).expand(b, q, m, u)
+    # Advanced indexing reads the same rows as the reference's gather from M broadcast to
+    # (b, q, m, u), but its backward accumulates into (q, m, u): the gather's would build a
+    # (b, q, m, u) gradient first.
+    unit = torch.arange(q, device=indices.device).view(1, q, 1)
     if not wta:
-        selected = torch.gather(expanded, 2, indices.view(b, q, k, 1).expand(b, q, k, u))
+        selected = memories[unit, indices]
         return torch.matmul(weights.view(b, q, 1, k), selected).squeeze(2)
-    winner = torch.gather(expanded, 2, indices[..., 0:1].view(b, q, 1, 1).expand(b, q, 1, u))
+    winner = memories[unit, indices[..., 0:1]]
     blended = (weights[..., 0:1].view(b, q, 1, 1) * winner).squeeze(2)
-    others = torch.gather(
-        expanded.detach(), 2, indices[..., 1:].view(b, q, k - 1, 1).expand(b, q, k - 1, u)
-    )
+    others = memories.detach()[unit, indices[..., 1:]]
     return blended + torch.matmul(weights[..., 1:].view(b, q, 1, k - 1), others).squeeze(2)
 
 
