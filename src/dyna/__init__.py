@@ -9,30 +9,50 @@ __version__ = "0.1.0"
 
 from dyna.functional import (
     backward_gradient_normalization,
+    cnu_blend_weights,
+    cnu_linear,
+    cnu_linear_ref,
     compact_spectral_features,
     compact_spectral_inner,
     count_sketch,
     log_proportional_error,
     noisein,
     noiseover,
+    psi,
+    resize1d,
+    resize2d,
     siglog,
     siglog_parametric,
 )
-from dyna.lib import CompactSpectralMultiplier
-from dyna.module import SignalStabilizationCompressor, SignalStabilizationCompressorMode
+from dyna.lib import CNUs, CompactSpectralMultiplier
+from dyna.module import (
+    Conv2dCNU,
+    LinearCNU,
+    SignalStabilizationCompressor,
+    SignalStabilizationCompressorMode,
+)
 
 __all__ = [
+    "CNUs",
     "CompactSpectralMultiplier",
+    "Conv2dCNU",
+    "LinearCNU",
     "SignalStabilizationCompressor",
     "SignalStabilizationCompressorMode",
     "__version__",
     "backward_gradient_normalization",
+    "cnu_blend_weights",
+    "cnu_linear",
+    "cnu_linear_ref",
     "compact_spectral_features",
     "compact_spectral_inner",
     "count_sketch",
     "log_proportional_error",
     "noisein",
     "noiseover",
+    "psi",
+    "resize1d",
+    "resize2d",
     "siglog",
     "siglog_parametric",
 ]

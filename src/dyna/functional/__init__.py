@@ -1,5 +1,13 @@
 """Stateless differentiable functions: signed logarithms, gradient normalisation, noise, errors."""
 
+from dyna.functional.cnu import (
+    cnu_blend_weights,
+    cnu_linear,
+    cnu_linear_ref,
+    psi,
+    resize1d,
+    resize2d,
+)
 from dyna.functional.compact_spectral import (
     compact_spectral_features,
     compact_spectral_inner,
@@ -12,12 +20,18 @@ from dyna.functional.siglog import siglog, siglog_parametric
 
 __all__ = [
     "backward_gradient_normalization",
+    "cnu_blend_weights",
+    "cnu_linear",
+    "cnu_linear_ref",
     "compact_spectral_features",
     "compact_spectral_inner",
     "count_sketch",
     "log_proportional_error",
     "noisein",
     "noiseover",
+    "psi",
+    "resize1d",
+    "resize2d",
     "siglog",
     "siglog_parametric",
 ]
