@@ -15,9 +15,18 @@ from dyna.functional import (
     siglog,
     siglog_parametric,
 )
-from dyna.module import SignalStabilizationCompressor, SignalStabilizationCompressorMode
+from dyna.lib import CNUs
+from dyna.module import (
+    Conv2dCNU,
+    LinearCNU,
+    SignalStabilizationCompressor,
+    SignalStabilizationCompressorMode,
+)
 
 __all__ = [
+    "CNUs",
+    "Conv2dCNU",
+    "LinearCNU",
     "SignalStabilizationCompressor",
     "SignalStabilizationCompressorMode",
     "__version__",

@@ -1,5 +1,13 @@
 """Stateless differentiable functions: signed logarithms, gradient normalisation, noise, errors."""
 
+from dyna.functional.cnu import (
+    cnu_blend_weights,
+    cnu_linear,
+    cnu_linear_ref,
+    psi,
+    resize1d,
+    resize2d,
+)
 from dyna.functional.gradient_normalization import backward_gradient_normalization
 from dyna.functional.log_proportional_error import log_proportional_error
 from dyna.functional.noise import noisein, noiseover
@@ -7,9 +15,15 @@ from dyna.functional.siglog import siglog, siglog_parametric
 
 __all__ = [
     "backward_gradient_normalization",
+    "cnu_blend_weights",
+    "cnu_linear",
+    "cnu_linear_ref",
     "log_proportional_error",
     "noisein",
     "noiseover",
+    "psi",
+    "resize1d",
+    "resize2d",
     "siglog",
     "siglog_parametric",
 ]

@@ -1,3 +1,5 @@
 """Weight builders and memory cores (tensor composers, CNU core, compact spectral multiplier)."""
 
-__all__: list[str] = []
+from dyna.lib.cnu import CNUAttention, CNUs
+
+__all__ = ["CNUAttention", "CNUs"]

@@ -1,0 +1,415 @@
+"""Stateless maths of Continual Neural Units: the key projections ψ and the memory blends.
+
+ψ maps a layer input to a key-space vector of length ``key_size`` (identity, sign, 1-D linear
+resampling, bilinear down-scaling of an image, and its sign), optionally L2-normalised row-wise,
+exactly as unaiverse 0.1.31 (``unaiverse.modules.cnu.psi``) computes it, with ``ValueError``
+instead of its assertions.
+
+The blends turn top-δ attention (indices ``idx`` and weights α, each (b, q, k)) over a bank
+of memories ``M`` (q, m, u) into weights or layer outputs:
+
+    W[i, j] = Σ_a α[i, j, a] · M[j, idx[i, j, a]]                     (cnu_blend_weights)
+    o[i]    = W[i] viewed as (out, in [+ 1]) applied to [x_i, 1]       (cnu_linear)
+
+With ``wta=True`` only the first (winning) slot passes gradient to ``M``; the other slots use
+sg(M), as the reference's winner-take-all memory update does. ``cnu_linear`` computes the layer
+output in output space, o_i = Σ_a α_ia · (M[idx_ia] x̃_i), never building per-sample weight
+matrices; ``cnu_linear_ref`` is its plain twin, which materialises them like the reference.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from dyna.functional._checks import check_floating_tensor
+
+PSI_MODES = ("identity", "sign", "resize1d", "resize2d", "resize2d_sign")
+
+
+def _check_key_size(key_size: object) -> int:
+    if isinstance(key_size, bool) or not isinstance(key_size, int):
+        raise TypeError(f"key_size must be an int, got {type(key_size).__name__}")
+    if key_size < 1:
+        raise ValueError(f"key_size must be >= 1, got {key_size}")
+    return key_size
+
+
+def resize1d(x: torch.Tensor, key_size: int) -> torch.Tensor:
+    """Resample each row of ``x`` (b, n) to length ``key_size`` by linear interpolation.
+
+    Rows already of length ``key_size`` are returned unchanged (the same tensor, no copy).
+
+    Args:
+        x: input of shape (b, n).
+        key_size: output length, >= 1.
+
+    Shape:
+        - Input: (b, n).
+        - Output: (b, key_size).
+    """
+    check_floating_tensor("x", x)
+    key_size = _check_key_size(key_size)
+    if x.dim() != 2:
+        raise ValueError(f"resize1d needs a 2-D input x (b, n), got shape {tuple(x.shape)}")
+    if x.shape[1] == key_size:
+        return x
+    return F.interpolate(x.unsqueeze(1), size=key_size, mode="linear").squeeze(1)
+
+
+def resize2d_size(shape: tuple[int, ...], key_size: int) -> tuple[int, int]:
+    """The (height, width) that ``resize2d`` scales a (b, c, h, w) input to.
+
+    The spatial budget per channel is s = key_size // c; the width keeps the aspect ratio,
+    w' = max(1, round(sqrt(s / (h w)) w)) (Python's round, half to even), and h' = s // w'.
+    Raises ``ValueError`` when the budget cannot hold one row (h' = 0).
+    """
+    _, c, h, w = shape
+    spatial = key_size // c
+    width = max(1, round(math.sqrt(float(spatial) / float(w * h)) * w))
+    height = spatial // width
+    if height == 0:
+        raise ValueError(
+            f"key_size {key_size} is too small for resize2d of an input of shape {tuple(shape)}: "
+            f"{spatial} values per channel cannot hold a row of width {width}"
+        )
+    return height, width
+
+
+def resize2d(x: torch.Tensor, key_size: int) -> torch.Tensor:
+    """Scale each (c, h, w) map of ``x`` bilinearly so that it fills about ``key_size`` values.
+
+    The maps are scaled to ``resize2d_size`` (same for every channel), flattened channel-major
+    and, when the per-channel budget is not filled exactly, zero-padded on the right up to
+    ``key_size``. If the budget is filled but ``key_size`` is not a multiple of c, the result is
+    shorter than ``key_size`` (``psi`` then rejects it), as in the reference.
+
+    Args:
+        x: input of shape (b, c, h, w), c >= 1.
+        key_size: target length, >= 1.
+
+    Shape:
+        - Input: (b, c, h, w).
+        - Output: (b, key_size) or (b, c·h'·w').
+    """
+    check_floating_tensor("x", x)
+    key_size = _check_key_size(key_size)
+    if x.dim() != 4 or x.shape[1] < 1:
+        raise ValueError(
+            f"resize2d needs a 4-D input x (b, c, h, w) with c >= 1, got shape {tuple(x.shape)}"
+        )
+    height, width = resize2d_size(tuple(x.shape), key_size)
+    out = F.interpolate(x, size=(height, width), mode="bilinear").flatten(start_dim=1)
+    if height * width < key_size // x.shape[1]:
+        padding = key_size - out.shape[1]
+        out = torch.cat([out, out.new_zeros(out.shape[0], padding)], dim=1)
+    return out
+
+
+def psi(x: torch.Tensor, mode: str, key_size: int, normalize: bool = True) -> torch.Tensor:
+    """Project a batch of layer inputs onto the key space of a CNU.
+
+    Args:
+        x: input with the batch first, at least 2-D (``resize1d`` needs exactly 2-D,
+            ``resize2d``/``resize2d_sign`` exactly 4-D).
+        mode: ``"identity"`` (flatten), ``"sign"`` (sign of the flattened input, sign(0) = 0),
+            ``"resize1d"``, ``"resize2d"`` or ``"resize2d_sign"``.
+        key_size: length of the projection; the chosen mode must produce exactly this length.
+        normalize: divide each row by max(‖row‖₂, 1e-12) (default True).
+
+    Shape:
+        - Input: (b, ...).
+        - Output: (b, key_size).
+
+    Example:
+        >>> psi(torch.tensor([[3.0, 4.0]]), "identity", 2)
+        tensor([[0.6000, 0.8000]])
+    """
+    check_floating_tensor("x", x)
+    if mode not in PSI_MODES:
+        raise ValueError(f"psi_fn must be one of {list(PSI_MODES)}, got {mode!r}")
+    key_size = _check_key_size(key_size)
+    if x.dim() < 2:
+        raise ValueError(
+            f"x must have a batch dimension and at least 2 dimensions, got shape {tuple(x.shape)}"
+        )
+    if mode == "identity":
+        out = x.flatten(start_dim=1)
+    elif mode == "sign":
+        out = torch.sign(x.flatten(start_dim=1))
+    elif mode == "resize1d":
+        out = resize1d(x, key_size)
+    elif mode == "resize2d":
+        out = resize2d(x, key_size)
+    else:
+        out = torch.sign(resize2d(x, key_size))
+    if out.shape[1] != key_size:
+        raise ValueError(
+            f"psi_fn {mode!r} maps an input of shape {tuple(x.shape)} to {out.shape[1]} values, "
+            f"but the key size is {key_size}"
+        )
+    if normalize:
+        out = F.normalize(out, p=2.0, dim=1, eps=1e-12)
+    return out
+
+
+def _check_blend_inputs(memories: torch.Tensor, indices: torch.Tensor, weights: torch.Tensor):
+    check_floating_tensor("M", memories)
+    check_floating_tensor("weights", weights)
+    if memories.dim() != 3:
+        raise ValueError(f"M must have shape (q, m, u), got {tuple(memories.shape)}")
+    if not isinstance(indices, torch.Tensor) or indices.dtype != torch.int64:
+        raise TypeError("indices must be an int64 tensor of shape (b, q, k)")
+    if (
+        indices.dim() != 3
+        or indices.shape != weights.shape
+        or indices.shape[1] != memories.shape[0]
+    ):
+        raise ValueError(
+            f"indices and weights must both have shape (b, q, k) with q = {memories.shape[0]}, "
+            f"got {tuple(indices.shape)} and {tuple(weights.shape)}"
+        )
+
+
+def cnu_blend_weights(
+    memories: torch.Tensor, indices: torch.Tensor, weights: torch.Tensor, *, wta: bool = False
+) -> torch.Tensor:
+    """Blend the selected memories of every unit into per-sample weights.
+
+    Same operations as the reference (a gather from M broadcast to (b, q, m, u), then a batched
+    matmul with the attention weights), so the result is bit-identical to it.
+
+    Args:
+        memories: ``M`` of shape (q, m, u).
+        indices: selected memories, int64 (b, q, k); slot 0 is the winner.
+        weights: attention weights α of shape (b, q, k).
+        wta: only slot 0 passes gradient to ``M`` (winner-take-all); default False.
+
+    Shape:
+        - Output: (b, q, u).
+    """
+    _check_blend_inputs(memories, indices, weights)
+    b, q, k = indices.shape
+    _, m, u = memories.shape
+    expanded = memories.view(1, q, m, u).expand(b, q, m, u)
+    if not wta:
+        selected = torch.gather(expanded, 2, indices.view(b, q, k, 1).expand(b, q, k, u))
+        return torch.matmul(weights.view(b, q, 1, k), selected).squeeze(2)
+    winner = torch.gather(expanded, 2, indices[..., 0:1].view(b, q, 1, 1).expand(b, q, 1, u))
+    blended = (weights[..., 0:1].view(b, q, 1, 1) * winner).squeeze(2)
+    others = torch.gather(
+        expanded.detach(), 2, indices[..., 1:].view(b, q, k - 1, 1).expand(b, q, k - 1, u)
+    )
+    return blended + torch.matmul(weights[..., 1:].view(b, q, 1, k - 1), others).squeeze(2)
+
+
+def _check_linear_inputs(x, memories, indices, weights, bias):
+    check_floating_tensor("x", x)
+    _check_blend_inputs(memories, indices, weights)
+    if x.dim() != 2 or x.shape[0] != indices.shape[0]:
+        raise ValueError(
+            f"x must have shape (b, in_features) with b = {indices.shape[0]}, got {tuple(x.shape)}"
+        )
+    per_row = x.shape[1] + (1 if bias else 0)
+    if memories.shape[2] % per_row:
+        raise ValueError(
+            f"the memory size {memories.shape[2]} is not a multiple of in_features"
+            f"{' + 1' if bias else ''} = {per_row}"
+        )
+    return per_row, memories.shape[2] // per_row
+
+
+def cnu_linear_ref(
+    x: torch.Tensor,
+    memories: torch.Tensor,
+    indices: torch.Tensor,
+    weights: torch.Tensor,
+    *,
+    bias: bool,
+    wta: bool = False,
+) -> torch.Tensor:
+    """Plain twin of :func:`cnu_linear`: materialise per-sample weights, then a batched matmul.
+
+    The blended memory of unit j is laid out row-major as ``rows`` rows of
+    ``in_features [+ 1]`` (weights, then the bias column), with rows = u / (in_features [+ 1]);
+    the layer has q·rows outputs. This is the reference ``LinearCNU.forward``.
+
+    Shape:
+        - x: (b, in_features); memories (q, m, u); indices, weights (b, q, k).
+        - Output: (b, q·rows).
+    """
+    per_row, rows = _check_linear_inputs(x, memories, indices, weights, bias)
+    b = x.shape[0]
+    blended = cnu_blend_weights(memories, indices, weights, wta=wta)
+    blended = blended.reshape(b, memories.shape[0] * rows, per_row)
+    matrix = blended[:, :, :-1] if bias else blended
+    out = torch.matmul(matrix, x.unsqueeze(2)).squeeze(2)
+    if bias:
+        out = out + blended[:, :, -1]
+    return out
+
+
+class _OutputSpaceBlend(torch.autograd.Function):
+    """o_i = Σ_a α_ia · (M[idx_ia] x̃_i) with an explicit backward.
+
+    x̃ (b, p) is the input with its bias column; M is viewed as (q, m, r, p): unit j's memory t
+    holds r output rows. Two strategies, same numbers up to rounding:
+
+    - ``dense``: all q·m·r memory outputs in one GEMM, then a gather of the k selected ones
+      (m·b·P products, no host synchronisation, graph-capturable);
+    - ``grouped`` (q = 1 only): the b·k (sample, slot) pairs sorted by memory, one GEMM per
+      memory in use over its pairs (k·b·P products; one host synchronisation for the group
+      sizes).
+
+    Backward, with G_ia = α_ia g_i: ∂α_ia = g_i · (M[idx_ia] x̃_i); ∂x̃_i = Σ_a M[idx_ia]ᵀ G_ia;
+    ∂M[idx_ia] += G_ia x̃_iᵀ for the slots a < ``trainable_slots`` only (1 under winner-take-all).
+    """
+
+    @staticmethod
+    def forward(ctx, x_tilde, memories, indices, weights, rows, trainable_slots, grouped):
+        b, p = x_tilde.shape
+        q, m, _ = memories.shape
+        k = indices.shape[2]
+        flat_memories = memories.reshape(q * m * rows, p)
+        if grouped:
+            order = torch.argsort(indices.reshape(-1), stable=True)
+            counts = torch.bincount(indices.reshape(-1), minlength=m).tolist()
+            samples = torch.div(order, k, rounding_mode="floor")
+            gathered = x_tilde.index_select(0, samples)
+            sorted_outputs = x_tilde.new_empty(b * k, rows)
+            start = 0
+            for memory, count in enumerate(counts):
+                if count:
+                    stop = start + count
+                    torch.mm(
+                        gathered[start:stop],
+                        flat_memories[memory * rows : (memory + 1) * rows].t(),
+                        out=sorted_outputs[start:stop],
+                    )
+                    start = stop
+            selected = torch.empty_like(sorted_outputs).index_copy_(0, order, sorted_outputs)
+            selected = selected.view(b, q, k, rows)
+            ctx.counts = counts
+            ctx.save_for_backward(x_tilde, memories, indices, weights, selected, order, gathered)
+        else:
+            all_outputs = torch.mm(x_tilde, flat_memories.t()).view(b, q, m, rows)
+            selected = torch.gather(all_outputs, 2, indices.unsqueeze(-1).expand(b, q, k, rows))
+            ctx.save_for_backward(x_tilde, memories, indices, weights, selected)
+        ctx.rows, ctx.trainable_slots, ctx.grouped = rows, trainable_slots, grouped
+        out = torch.matmul(weights.unsqueeze(2), selected).squeeze(2)
+        return out.reshape(b, q * rows)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        x_tilde, memories, indices, weights, selected, *grouped_saved = ctx.saved_tensors
+        rows, trainable_slots = ctx.rows, ctx.trainable_slots
+        b, p = x_tilde.shape
+        q, m, u = memories.shape
+        k = indices.shape[2]
+        flat_memories = memories.reshape(q * m * rows, p)
+        grad_out = grad_out.reshape(b, q, 1, rows)
+        grad_weights = (selected * grad_out).sum(-1) if ctx.needs_input_grad[3] else None
+        slot_grads = weights.unsqueeze(-1) * grad_out  # G: (b, q, k, rows)
+        trainable = slot_grads
+        if trainable_slots < k:
+            trainable = slot_grads.clone()
+            trainable[:, :, trainable_slots:] = 0
+        grad_x = grad_memories = None
+        if ctx.grouped:
+            order, gathered = grouped_saved
+            samples = torch.div(order, k, rounding_mode="floor")
+            sorted_grads = slot_grads.reshape(b * k, rows).index_select(0, order)
+            sorted_trainable = trainable.reshape(b * k, rows).index_select(0, order)
+            sorted_inputs = torch.empty_like(gathered) if ctx.needs_input_grad[0] else None
+            if ctx.needs_input_grad[1]:
+                grad_memories = memories.new_zeros(m * rows, p)
+            start = 0
+            for memory, count in enumerate(ctx.counts):
+                if count:
+                    stop = start + count
+                    block = slice(memory * rows, (memory + 1) * rows)
+                    if sorted_inputs is not None:
+                        torch.mm(
+                            sorted_grads[start:stop],
+                            flat_memories[block],
+                            out=sorted_inputs[start:stop],
+                        )
+                    if grad_memories is not None:
+                        torch.mm(
+                            sorted_trainable[start:stop].t(),
+                            gathered[start:stop],
+                            out=grad_memories[block],
+                        )
+                    start = stop
+            if sorted_inputs is not None:
+                grad_x = x_tilde.new_zeros(b, p).index_add_(0, samples, sorted_inputs)
+        else:
+            index = indices.unsqueeze(-1).expand(b, q, k, rows)
+            if ctx.needs_input_grad[0]:
+                all_grads = slot_grads.new_zeros(b, q, m, rows).scatter_add_(2, index, slot_grads)
+                grad_x = torch.mm(all_grads.view(b, q * m * rows), flat_memories)
+            if ctx.needs_input_grad[1]:
+                if trainable is slot_grads and grad_x is not None:
+                    all_trainable = all_grads
+                else:
+                    all_trainable = trainable.new_zeros(b, q, m, rows)
+                    all_trainable.scatter_add_(2, index, trainable)
+                grad_memories = torch.mm(all_trainable.view(b, q * m * rows).t(), x_tilde)
+        if grad_memories is not None:
+            grad_memories = grad_memories.view(q, m, u)
+        return grad_x, grad_memories, None, grad_weights, None, None, None
+
+
+def cnu_linear(
+    x: torch.Tensor,
+    memories: torch.Tensor,
+    indices: torch.Tensor,
+    weights: torch.Tensor,
+    *,
+    bias: bool,
+    wta: bool = False,
+    strategy: str = "auto",
+) -> torch.Tensor:
+    """Output of a CNU linear layer, blended in output space: o_i = Σ_a α_ia (M[idx_ia] x̃_i).
+
+    Same result and gradients as :func:`cnu_linear_ref` (up to rounding: the sums are taken in
+    another order) without per-sample weight matrices. ``strategy`` picks how the selected
+    memory outputs are computed:
+
+    - ``"dense"``: every memory's output with one GEMM, m·b·P products (P = q·u), then a gather;
+    - ``"grouped"`` (shared keys, q = 1): the (sample, slot) pairs grouped by memory, one GEMM
+      per memory in use, k·b·P products, one host synchronisation for the group sizes;
+    - ``"auto"`` (default): grouped when q = 1, m > 2k and not compiling; dense otherwise.
+
+    Args:
+        x: input (b, in_features).
+        memories: ``M`` (q, m, u), u a multiple of in_features [+ 1].
+        indices: selected memories, int64 (b, q, k); slot 0 is the winner.
+        weights: attention weights α (b, q, k).
+        bias: the last entry of every memory row is a bias.
+        wta: only slot 0 passes gradient to ``M`` (default False).
+        strategy: ``"auto"``, ``"dense"`` or ``"grouped"``.
+
+    Shape:
+        - Output: (b, q·rows), rows = u / (in_features [+ 1]).
+    """
+    if strategy not in ("auto", "dense", "grouped"):
+        raise ValueError(f"strategy must be 'auto', 'dense' or 'grouped', got {strategy!r}")
+    _, rows = _check_linear_inputs(x, memories, indices, weights, bias)
+    q, m, _ = memories.shape
+    k = indices.shape[2]
+    if strategy == "grouped" and q != 1:
+        raise ValueError(f"strategy 'grouped' needs q = 1 (shared keys), got q = {q}")
+    if strategy == "auto":
+        grouped = q == 1 and m > 2 * k and not torch.compiler.is_compiling()
+    else:
+        grouped = strategy == "grouped"
+    x_tilde = F.pad(x, (0, 1), value=1.0) if bias else x
+    weights = weights.to(x.dtype)
+    trainable_slots = 1 if wta else k
+    return _OutputSpaceBlend.apply(
+        x_tilde, memories, indices, weights, rows, trainable_slots, grouped
+    )
