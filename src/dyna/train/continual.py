@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dyna.data.continual_streams import STREAM_NAMES, STREAM_ORDERS, ContinualStream, make_stream
+from dyna.module import LinearCNU
 from dyna.train.continual_metrics import accuracy_per_distribution, continual_metrics
 
 MODEL_KINDS = ("cnu", "linear", "mlp")
@@ -259,8 +260,6 @@ def build_model(
         cnu = CNUHyperparameters()
     if not isinstance(cnu, CNUHyperparameters):
         raise TypeError(f"cnu must be a CNUHyperparameters, got {type(cnu).__name__}")
-    from dyna.module import LinearCNU
-
     return LinearCNU(in_features, num_classes, **cnu.layer_kwargs(), **factory_kwargs)
 
 
