@@ -226,6 +226,15 @@ def test_search_ranks_the_grid():
         streams, "linear", learning_rates=(0.1,), weight_decays=(0.0, 1e-3)
     )
     assert [candidate.hidden for candidate in linear] == [None, None]
+    # Scored on the test split: the whole stream, measured as a final run would be.
+    (upper,) = search_hyperparameters(
+        streams, "linear", learning_rates=(0.1,), weight_decays=(0.0,), split="test"
+    )
+    finals = [
+        run_continual(stream, None, "linear", seed=stream.seed, learning_rate=0.1)
+        for stream in streams
+    ]
+    assert upper.score == pytest.approx(sum(r.average_accuracy for r in finals) / len(finals))
 
 
 def test_experiment_table_and_command_line(capsys):
@@ -240,7 +249,10 @@ def test_experiment_table_and_command_line(capsys):
         num_train=TINY,
         progress=progress.append,
     )
-    assert [(row.model, row.searched) for row in rows] == [("cnu", False), ("linear", True)]
+    assert [(row.model, row.searched, row.selected_on) for row in rows] == [
+        ("cnu", False, "paper"),
+        ("linear", True, "validation"),
+    ]
     assert all(isinstance(row, ExperimentRow) and len(row.results) == 2 for row in rows)
     assert [result.seed for result in rows[1].results] == [1, 2]
     assert len(progress) == 2 and progress[0].startswith("moons cdi cnu")
@@ -306,6 +318,10 @@ def test_other_bad_arguments():
         search_hyperparameters(streams, "linear", learning_rates=0.1)
     with pytest.raises(ValueError, match="orders must be one of"):
         run_experiment(["modes"], ["ti"])
+    with pytest.raises(ValueError, match="selection must be one of"):
+        run_experiment(["modes"], ["ci"], selection="train")
+    with pytest.raises(ValueError, match="split must be one of"):
+        search_hyperparameters(streams, "linear", split="train")
     with pytest.raises(TypeError, match="search_cnu must be a bool"):
         run_experiment(["modes"], ["ci"], search_cnu="yes")
     with pytest.raises(TypeError, match="progress must be callable"):
