@@ -41,7 +41,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dyna.data.continual_streams import STREAM_NAMES, STREAM_ORDERS, ContinualStream, make_stream
+from dyna.data.continual_streams import (
+    STREAM_NAMES,
+    STREAM_ORDERS,
+    ContinualStream,
+    StreamSplit,
+    make_stream,
+)
 from dyna.module import LinearCNU
 from dyna.train.continual_metrics import accuracy_per_distribution, continual_metrics
 
@@ -264,7 +270,11 @@ def build_model(
 
 
 def _evaluate_row(
-    model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, distributions, count: int
+    model: nn.Module,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    distributions: torch.Tensor,
+    count: int,
 ) -> torch.Tensor:
     # One batched forward over the held-out split; eval() turns off the CNU's key updates.
     model.eval()
@@ -279,7 +289,7 @@ def _train_online(
     optimizer: torch.optim.Optimizer,
     stream: ContinualStream,
     steps: int,
-    evaluation_split,
+    evaluation_split: StreamSplit,
     num_rows: int,
 ) -> torch.Tensor:
     train = stream.train
