@@ -264,6 +264,15 @@ class CNUs(nn.Module):
         # order (γ·r/√d in tensor arithmetic differs by up to one ulp).
         return self.gamma_alpha / math.sqrt(self.d)
 
+    def _softmax(self, responses: torch.Tensor) -> torch.Tensor:
+        # α = softmax(s·r) over the k selected responses, written out: torch.softmax on CPU
+        # opens a parallel region even for a few dozen values, which costs milliseconds when
+        # the cores are busy (measured 20 ms for a (4, 1, 3) tensor on a loaded 2-core
+        # machine, against 4 µs for these three ops). Equal to it to rounding.
+        logits = self._scale() * responses
+        exponentials = torch.exp(logits - logits.amax(dim=2, keepdim=True))
+        return exponentials / exponentials.sum(dim=2, keepdim=True)
+
     def _top_k(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         responses = torch.matmul(z, self.K.view(self.q * self.m, self.d).t())
         responses = responses.view(-1, self.q, self.m)
@@ -296,7 +305,7 @@ class CNUs(nn.Module):
             self.K.data = F.normalize(self.K.data, p=2.0, dim=2, eps=1e-12)
         z = psi(x, self.psi_fn, key_size=self.d, normalize=True)
         responses, indices = self._top_k(z)
-        weights = torch.softmax(self._scale() * responses, dim=2)
+        weights = self._softmax(responses)
         if self.debug:
             with torch.no_grad():
                 winners = indices[..., 0].t()
@@ -332,7 +341,7 @@ class CNUs(nn.Module):
             self.K.copy_(F.normalize(self.K, p=2.0, dim=2, eps=1e-12))
             responses, indices = self._top_k(z)
             winners = indices[..., 0].t()
-        weights = torch.softmax(self._scale() * responses, dim=2)
+        weights = self._softmax(responses)
         self.eta.scatter_(1, winners, 0.0)
         self.mu.scatter_add_(1, winners, torch.ones_like(winners, dtype=self.mu.dtype))
         self.eta += b
