@@ -4,6 +4,8 @@ Everything runs on tiny streams (100 training samples) so that the file takes a 
 """
 
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -273,6 +275,18 @@ def test_experiment_table_and_command_line(capsys):
     output = capsys.readouterr()
     assert len(printed) == 2 and output.err == ""
     assert "| MODES | CI | mlp | 0.1 | 0 | 5 |" in output.out
+
+
+def test_module_entry_point():
+    completed = subprocess.run(
+        [sys.executable, "-m", "dyna.train.continual", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.startswith("usage: python -m dyna.train.continual")
+    assert "--select-on" in completed.stdout and "--search-cnu" in completed.stdout
 
 
 @pytest.mark.parametrize(
