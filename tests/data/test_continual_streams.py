@@ -174,7 +174,7 @@ def test_small_streams_keep_every_block():
         assert (torch.bincount(stream.test.distributions) >= 2).all()
 
 
-def test_case_insensitive_names_and_split_helpers():
+def test_case_insensitive_names_and_moving_a_split():
     stream = make_stream("MOONS", "CDI", seed=0, num_train=100)
     assert (stream.name, stream.order) == ("moons", "cdi")
     moved = stream.train.to(dtype=torch.float64)
