@@ -251,6 +251,25 @@ def cnu_linear_ref(
     return out
 
 
+def _group_slots(indices: torch.Tensor, memories: int) -> tuple[torch.Tensor, int]:
+    """Place the b·k (sample, slot) pairs of ``indices`` (b, 1, k) in per-memory groups.
+
+    Returns, for every pair, its row in a (memories · capacity) padded layout where memory t
+    owns rows t·capacity .. t·capacity + count_t − 1, and the capacity (the largest group).
+    Reading the capacity is the one host synchronisation of the grouped blend.
+    """
+    flat = indices.reshape(-1)
+    order = torch.argsort(flat, stable=True)
+    counts = torch.bincount(flat, minlength=memories)
+    starts = torch.cumsum(counts, 0) - counts
+    sorted_memories = flat[order]
+    rank = torch.arange(flat.numel(), device=flat.device) - starts[sorted_memories]
+    capacity = int(counts.max())
+    rows = torch.empty_like(flat)
+    rows[order] = sorted_memories * capacity + rank
+    return rows, capacity
+
+
 class _OutputSpaceBlend(torch.autograd.Function):
     """o_i = Σ_a α_ia · (M[idx_ia] x̃_i) with an explicit backward.
 
@@ -259,9 +278,11 @@ class _OutputSpaceBlend(torch.autograd.Function):
 
     - ``dense``: all q·m·r memory outputs in one GEMM, then a gather of the k selected ones
       (m·b·P products, no host synchronisation, graph-capturable);
-    - ``grouped`` (q = 1 only): the b·k (sample, slot) pairs sorted by memory, one GEMM per
-      memory in use over its pairs (k·b·P products; one host synchronisation for the group
-      sizes).
+    - ``grouped`` (q = 1 only): the b·k (sample, slot) pairs are sorted by memory into a
+      zero-padded (m, capacity, p) stack and multiplied by M viewed (m, r, p) in one batched
+      GEMM: m·capacity·P products, k·b·P when the memories are used evenly (capacity = b·k/m),
+      never more than the dense path's per memory in use; one host synchronisation for the
+      capacity. The backward is two more batched GEMMs, as ``nn.Linear``'s is two GEMMs.
 
     Backward, with G_ia = α_ia g_i: ∂α_ia = g_i · (M[idx_ia] x̃_i); ∂x̃_i = Σ_a M[idx_ia]ᵀ G_ia;
     ∂M[idx_ia] += G_ia x̃_iᵀ for the slots a < ``trainable_slots`` only (1 under winner-take-all).
@@ -272,29 +293,18 @@ class _OutputSpaceBlend(torch.autograd.Function):
         b, p = x_tilde.shape
         q, m, _ = memories.shape
         k = indices.shape[2]
-        flat_memories = memories.reshape(q * m * rows, p)
         if grouped:
-            order = torch.argsort(indices.reshape(-1), stable=True)
-            counts = torch.bincount(indices.reshape(-1), minlength=m).tolist()
-            samples = torch.div(order, k, rounding_mode="floor")
-            gathered = x_tilde.index_select(0, samples)
-            sorted_outputs = x_tilde.new_empty(b * k, rows)
-            start = 0
-            for memory, count in enumerate(counts):
-                if count:
-                    stop = start + count
-                    torch.mm(
-                        gathered[start:stop],
-                        flat_memories[memory * rows : (memory + 1) * rows].t(),
-                        out=sorted_outputs[start:stop],
-                    )
-                    start = stop
-            selected = torch.empty_like(sorted_outputs).index_copy_(0, order, sorted_outputs)
-            selected = selected.view(b, q, k, rows)
-            ctx.counts = counts
-            ctx.save_for_backward(x_tilde, memories, indices, weights, selected, order, gathered)
+            slot_rows, capacity = _group_slots(indices, m)
+            stacked = x_tilde.new_zeros(m * capacity, p)
+            stacked[slot_rows] = x_tilde.repeat_interleave(k, dim=0)
+            stacked = stacked.view(m, capacity, p)
+            outputs = torch.bmm(stacked, memories.view(m, rows, p).transpose(1, 2))
+            selected = outputs.view(m * capacity, rows)[slot_rows].view(b, q, k, rows)
+            ctx.capacity = capacity
+            ctx.save_for_backward(x_tilde, memories, indices, weights, selected, slot_rows, stacked)
         else:
-            all_outputs = torch.mm(x_tilde, flat_memories.t()).view(b, q, m, rows)
+            all_outputs = torch.mm(x_tilde, memories.reshape(q * m * rows, p).t())
+            all_outputs = all_outputs.view(b, q, m, rows)
             selected = torch.gather(all_outputs, 2, indices.unsqueeze(-1).expand(b, q, k, rows))
             ctx.save_for_backward(x_tilde, memories, indices, weights, selected)
         ctx.rows, ctx.trainable_slots, ctx.grouped = rows, trainable_slots, grouped
@@ -309,7 +319,6 @@ class _OutputSpaceBlend(torch.autograd.Function):
         b, p = x_tilde.shape
         q, m, u = memories.shape
         k = indices.shape[2]
-        flat_memories = memories.reshape(q * m * rows, p)
         grad_out = grad_out.reshape(b, q, 1, rows)
         grad_weights = (selected * grad_out).sum(-1) if ctx.needs_input_grad[3] else None
         slot_grads = weights.unsqueeze(-1) * grad_out  # G: (b, q, k, rows)
@@ -319,34 +328,24 @@ class _OutputSpaceBlend(torch.autograd.Function):
             trainable[:, :, trainable_slots:] = 0
         grad_x = grad_memories = None
         if ctx.grouped:
-            order, gathered = grouped_saved
-            samples = torch.div(order, k, rounding_mode="floor")
-            sorted_grads = slot_grads.reshape(b * k, rows).index_select(0, order)
-            sorted_trainable = trainable.reshape(b * k, rows).index_select(0, order)
-            sorted_inputs = torch.empty_like(gathered) if ctx.needs_input_grad[0] else None
+            slot_rows, stacked = grouped_saved
+            capacity = ctx.capacity
+            if ctx.needs_input_grad[0]:
+                padded = slot_grads.new_zeros(m * capacity, rows)
+                padded[slot_rows] = slot_grads.reshape(b * k, rows)
+                stacked_grads = torch.bmm(padded.view(m, capacity, rows), memories.view(m, rows, p))
+                grad_x = stacked_grads.view(m * capacity, p)[slot_rows].view(b, k, p).sum(1)
             if ctx.needs_input_grad[1]:
-                grad_memories = memories.new_zeros(m * rows, p)
-            start = 0
-            for memory, count in enumerate(ctx.counts):
-                if count:
-                    stop = start + count
-                    block = slice(memory * rows, (memory + 1) * rows)
-                    if sorted_inputs is not None:
-                        torch.mm(
-                            sorted_grads[start:stop],
-                            flat_memories[block],
-                            out=sorted_inputs[start:stop],
-                        )
-                    if grad_memories is not None:
-                        torch.mm(
-                            sorted_trainable[start:stop].t(),
-                            gathered[start:stop],
-                            out=grad_memories[block],
-                        )
-                    start = stop
-            if sorted_inputs is not None:
-                grad_x = x_tilde.new_zeros(b, p).index_add_(0, samples, sorted_inputs)
+                if trainable is slot_grads and ctx.needs_input_grad[0]:
+                    padded_trainable = padded
+                else:
+                    padded_trainable = trainable.new_zeros(m * capacity, rows)
+                    padded_trainable[slot_rows] = trainable.reshape(b * k, rows)
+                grad_memories = torch.bmm(
+                    padded_trainable.view(m, capacity, rows).transpose(1, 2), stacked
+                )
         else:
+            flat_memories = memories.reshape(q * m * rows, p)
             index = indices.unsqueeze(-1).expand(b, q, k, rows)
             if ctx.needs_input_grad[0]:
                 all_grads = slot_grads.new_zeros(b, q, m, rows).scatter_add_(2, index, slot_grads)
@@ -359,7 +358,7 @@ class _OutputSpaceBlend(torch.autograd.Function):
                     all_trainable.scatter_add_(2, index, trainable)
                 grad_memories = torch.mm(all_trainable.view(b, q * m * rows).t(), x_tilde)
         if grad_memories is not None:
-            grad_memories = grad_memories.view(q, m, u)
+            grad_memories = grad_memories.reshape(q, m, u)
         return grad_x, grad_memories, None, grad_weights, None, None, None
 
 

@@ -1,0 +1,132 @@
+"""CNU layers against their static counterparts: forward + backward, training mode, one process.
+
+Each row times a CNU layer and a baseline alternately and prints the median times and their
+ratio. The CNU layers run in training mode with scrambling on, so every call is a full online
+step (key matching, scrambling test, key pull, counters, blend, product):
+
+- ``LinearCNU(in, out)`` vs ``nn.Linear(in, out)`` over m (memories) and δ (top-δ), with our
+  default output-space blend (``auto``), each forced strategy (``dense``, ``grouped``), and the
+  reference's materialising blend (per-sample weight matrices, ``cnu_linear_ref``);
+- ``Conv2dCNU`` vs ``nn.Conv2d`` (one grouped convolution with per-sample filters).
+
+Usage: python benchmarks/cnu.py [--batch 64] [--in-features 512] [--out-features 256]
+       [--grid 8:1,16:2,64:4] [--repeats 15] [--strategies] [--reference] [--conv]
+       [--image 16] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from functools import partial
+
+import torch
+from torch import nn
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _timing import median_seconds
+
+import dyna.module.cnu as cnu_module
+from dyna.functional import cnu_linear, cnu_linear_ref
+from dyna.module import Conv2dCNU, LinearCNU
+
+
+def forward_backward(module, x):
+    def run():
+        x.grad = None
+        module.zero_grad(set_to_none=True)
+        module(x).sum().backward()
+
+    return run
+
+
+def with_blend(blend, run):
+    """Run ``run`` with LinearCNU's output blend replaced by ``blend``."""
+
+    def wrapped():
+        original = cnu_module.cnu_linear
+        cnu_module.cnu_linear = blend
+        try:
+            run()
+        finally:
+            cnu_module.cnu_linear = original
+
+    return wrapped
+
+
+def parse_grid(text: str) -> list[tuple[int, int]]:
+    return [tuple(int(v) for v in item.split(":")) for item in text.split(",")]
+
+
+def main(argv: list[str] | None = None) -> list[tuple[str, float, float]]:
+    parser = argparse.ArgumentParser(description="CNU layers vs nn.Linear / nn.Conv2d")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--in-features", type=int, default=512)
+    parser.add_argument("--out-features", type=int, default=256)
+    parser.add_argument("--grid", type=parse_grid, default=parse_grid("8:1,16:2,64:4"))
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--strategies", action="store_true", help="also force dense/grouped")
+    parser.add_argument("--reference", action="store_true", help="add the materialising blend")
+    parser.add_argument("--conv", action="store_true", help="add Conv2dCNU rows")
+    parser.add_argument("--image", type=int, default=16, help="conv input height and width")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+
+    torch.manual_seed(0)
+    x = torch.randn(args.batch, args.in_features, requires_grad=True)
+    linear = nn.Linear(args.in_features, args.out_features)
+    baseline = forward_backward(linear, x)
+    cases = []
+    for memories, delta in args.grid:
+        layer = LinearCNU(
+            args.in_features, args.out_features, key_mem_units=memories, delta=delta,
+            scramble=True,
+        )  # fmt: skip
+        label = f"LinearCNU m={memories} d={delta}"
+        run = forward_backward(layer, x)
+        cases.append((f"{label} auto vs Linear", run, baseline))
+        if args.strategies:
+            for strategy in ("dense", "grouped"):
+                blend = partial(cnu_linear, strategy=strategy)
+                cases.append((f"{label} {strategy} vs Linear", with_blend(blend, run), baseline))
+        if args.reference:
+            cases.append(
+                (f"{label} materialising vs Linear", with_blend(cnu_linear_ref, run), baseline)
+            )
+    if args.conv:
+        channels_in, channels_out = 16, 32
+        image = torch.randn(args.batch, channels_in, args.image, args.image, requires_grad=True)
+        conv = nn.Conv2d(channels_in, channels_out, 3, padding=1)
+        conv_baseline = forward_backward(conv, image)
+        for memories, delta in args.grid:
+            layer = Conv2dCNU(
+                channels_in, channels_out, 3, padding=1, key_mem_units=memories, delta=delta,
+                scramble=True,
+            )  # fmt: skip
+            cases.append(
+                (
+                    f"Conv2dCNU m={memories} d={delta} vs Conv2d",
+                    forward_backward(layer, image),
+                    conv_baseline,
+                )
+            )
+    print(
+        f"forward+backward, training mode with scrambling, batch {args.batch}, "
+        f"Linear {args.in_features}->{args.out_features}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads"
+    )
+    print(f"{'case':<46} {'ours ms':>9} {'base ms':>9} {'ratio':>7}")
+    rows = []
+    for name, candidate, base in cases:
+        ours, reference = median_seconds(candidate, base, repeats=args.repeats)
+        rows.append((name, ours, reference))
+        print(f"{name:<46} {ours * 1e3:9.3f} {reference * 1e3:9.3f} {ours / reference:7.2f}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

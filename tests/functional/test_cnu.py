@@ -1,0 +1,224 @@
+"""Tests for ``dyna.functional.cnu``: the ψ projections and the CNU memory blends."""
+
+import pytest
+import torch
+
+from dyna.functional import cnu_blend_weights, cnu_linear, cnu_linear_ref, psi, resize1d, resize2d
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    # Tiny tensors: on a busy machine a parallel region costs more than the work itself.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# ----------------------------------------------------------------------------- psi
+
+
+def test_psi_identity_flattens_and_normalises():
+    x = torch.tensor([[[3.0, 0.0], [0.0, 4.0]], [[0.0, 0.0], [0.0, 0.0]]])
+    out = psi(x, "identity", 4)
+    torch.testing.assert_close(out, torch.tensor([[0.6, 0.0, 0.0, 0.8], [0.0, 0.0, 0.0, 0.0]]))
+    torch.testing.assert_close(psi(x, "identity", 4, normalize=False), x.flatten(1))
+
+
+def test_psi_sign_keeps_zero():
+    out = psi(torch.tensor([[-2.0, 0.0, 5.0, 1.0]]), "sign", 4, normalize=False)
+    assert out.tolist() == [[-1.0, 0.0, 1.0, 1.0]]
+    torch.testing.assert_close(
+        psi(torch.tensor([[-2.0, 0.0, 5.0]]), "sign", 3).norm(), torch.tensor(1.0)
+    )
+
+
+def test_resize1d_linear_interpolation_by_hand():
+    # Length 4 -> 2, align_corners False: samples at 0.5 and 2.5.
+    x = torch.tensor([[0.0, 1.0, 2.0, 3.0]])
+    torch.testing.assert_close(resize1d(x, 2), torch.tensor([[0.5, 2.5]]))
+    assert resize1d(x, 4) is x  # already the right length: no copy
+
+
+def test_resize2d_sizes_and_zero_padding():
+    # (3, 32, 32) with key 75: 25 values per channel, a 5x5 map, no padding.
+    assert resize2d(torch.randn(2, 3, 32, 32), 75).shape == (2, 75)
+    # (2, 6, 6) with key 30: 15 per channel, width round(sqrt(15/36)*6) = 4, height 3 -> 24
+    # values and 6 zeros.
+    x = torch.randn(2, 2, 6, 6)
+    out = resize2d(x, 30)
+    assert out.shape == (2, 30) and torch.all(out[:, 24:] == 0)
+    # Constant maps stay constant under bilinear scaling.
+    torch.testing.assert_close(resize2d(torch.full((1, 1, 4, 4), 2.0), 4), torch.full((1, 4), 2.0))
+
+
+def test_resize2d_failure_modes_raise_value_error():
+    # Budget filled but key 61 is not a multiple of 3 channels: short output, named by psi.
+    with pytest.raises(ValueError, match=r"psi_fn 'resize2d' maps .* to 60 values.* 61"):
+        psi(torch.randn(1, 3, 7, 9), "resize2d", 61)
+    # A budget of 5 values cannot hold one row of width 22.
+    with pytest.raises(ValueError, match="key_size 5 is too small for resize2d"):
+        resize2d(torch.randn(1, 1, 1, 100), 5)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda: psi([[1.0]], "identity", 1), TypeError, "x must be a torch.Tensor"),
+        (lambda: psi(torch.ones(2, 2, dtype=torch.int64), "identity", 2), TypeError, "floating"),
+        (lambda: psi(torch.ones(2, 2), "reduce2d", 2), ValueError, "psi_fn must be one of"),
+        (lambda: psi(torch.ones(3), "identity", 3), ValueError, "batch dimension"),
+        (lambda: psi(torch.ones(2, 3), "identity", 4), ValueError, "3 values, but the key size"),
+        (lambda: psi(torch.ones(2, 3), "identity", 0), ValueError, "key_size must be >= 1"),
+        (lambda: psi(torch.ones(2, 3), "identity", 3.0), TypeError, "key_size must be an int"),
+        (lambda: resize1d(torch.ones(2, 3, 4), 2), ValueError, "resize1d needs a 2-D input"),
+        (lambda: resize2d(torch.ones(2, 3), 2), ValueError, "resize2d needs a 4-D input"),
+    ],
+)
+def test_psi_bad_input(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+# ----------------------------------------------------------------------------- blends
+
+
+def test_cnu_blend_weights_by_hand():
+    memories = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [2.0, 2.0]]])
+    indices = torch.tensor([[[2, 0]], [[1, 1]]])
+    weights = torch.tensor([[[0.75, 0.25]], [[0.5, 0.5]]])
+    out = cnu_blend_weights(memories, indices, weights)
+    assert out.tolist() == [[[1.75, 1.5]], [[0.0, 1.0]]]
+    assert cnu_blend_weights(memories, indices, weights, wta=True).tolist() == out.tolist()
+
+
+def test_cnu_blend_weights_wta_gradient_reaches_only_winners():
+    memories = torch.randn(2, 4, 3, requires_grad=True)
+    indices = torch.tensor([[[0, 1, 2], [3, 2, 1]]])
+    weights = torch.softmax(torch.randn(1, 2, 3), dim=2)
+    cnu_blend_weights(memories, indices, weights, wta=True).sum().backward()
+    nonzero = memories.grad.abs().sum(-1) != 0
+    assert nonzero.tolist() == [[True, False, False, False], [False, False, False, True]]
+    # Vanilla: every selected memory, weighted by its attention.
+    memories.grad = None
+    cnu_blend_weights(memories, indices, weights).sum().backward()
+    torch.testing.assert_close(memories.grad[0, 2], weights[0, 0, 2].expand(3))
+
+
+def make_blend_inputs(q, m, k, rows, bias, batch, dtype, device="cpu", seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    in_features = 5
+    per_row = in_features + (1 if bias else 0)
+    memories = torch.randn(q, m, rows * per_row, generator=generator, dtype=dtype)
+    x = torch.randn(batch, in_features, generator=generator, dtype=dtype)
+    scores = torch.rand(batch, q, m, generator=generator)
+    indices = scores.topk(k, dim=2).indices
+    if batch > 1 and k > 1:
+        indices[1, 0, 1] = indices[1, 0, 0]  # a duplicate, as the b = 1 stale path can give
+    weights = torch.softmax(torch.randn(batch, q, k, generator=generator, dtype=dtype), dim=2)
+    tensors = [t.to(device) for t in (x, memories, indices, weights)]
+    for tensor in (tensors[0], tensors[1], tensors[3]):
+        tensor.requires_grad_()
+    return tensors
+
+
+STRATEGY_CASES = [
+    # (q, m, k, rows, strategy)
+    (1, 6, 1, 3, "dense"),
+    (1, 6, 1, 3, "grouped"),
+    (1, 6, 3, 3, "dense"),
+    (1, 6, 3, 3, "grouped"),
+    (1, 8, 2, 4, "auto"),
+    (3, 5, 2, 1, "dense"),
+    (3, 5, 1, 1, "auto"),
+]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("wta", [False, True])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize(("q", "m", "k", "rows", "strategy"), STRATEGY_CASES)
+def test_cnu_linear_matches_reference_twin(q, m, k, rows, strategy, bias, wta, dtype, device):
+    x, memories, indices, weights = make_blend_inputs(q, m, k, rows, bias, 7, dtype, device)
+    grad = torch.randn(7, q * rows, dtype=dtype, generator=torch.Generator().manual_seed(1))
+    grad = grad.to(device)
+    fast = cnu_linear(x, memories, indices, weights, bias=bias, wta=wta, strategy=strategy)
+    fast_grads = torch.autograd.grad((fast * grad).sum(), (x, memories, weights))
+    ref = cnu_linear_ref(x, memories, indices, weights, bias=bias, wta=wta)
+    ref_grads = torch.autograd.grad((ref * grad).sum(), (x, memories, weights))
+    tolerance = {torch.float32: 1e-5, torch.float64: 1e-12}[dtype]
+    assert fast.shape == (7, q * rows) and fast.dtype == dtype
+    torch.testing.assert_close(fast, ref, rtol=tolerance, atol=tolerance)
+    for ours, expected in zip(fast_grads, ref_grads, strict=True):
+        torch.testing.assert_close(ours, expected, rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize(("q", "m", "k", "rows", "strategy"), STRATEGY_CASES)
+@pytest.mark.parametrize("wta", [False, True])
+def test_cnu_linear_gradcheck(q, m, k, rows, strategy, wta):
+    x, memories, indices, weights = make_blend_inputs(q, m, k, rows, True, 4, torch.float64)
+    if wta:
+        # Winner-take-all is a deliberate stop-gradient on the other memories: the memory
+        # gradient is not the derivative (the comparison with the twin covers it).
+        memories = memories.detach()
+
+    def function(x, memories, weights):
+        return cnu_linear(x, memories, indices, weights, bias=True, wta=wta, strategy=strategy)
+
+    assert torch.autograd.gradcheck(function, (x, memories, weights))
+
+
+def test_cnu_linear_wta_keeps_non_winning_memories_out_of_the_gradient():
+    x, memories, indices, weights = make_blend_inputs(1, 6, 3, 2, True, 1, torch.float64)
+    for strategy in ("dense", "grouped"):
+        memories.grad = None
+        cnu_linear(
+            x, memories, indices, weights, bias=True, wta=True, strategy=strategy
+        ).sum().backward()
+        touched = (memories.grad[0].abs().sum(-1) != 0).nonzero().flatten().tolist()
+        assert touched == [int(indices[0, 0, 0])]
+
+
+def test_cnu_linear_empty_batch():
+    x, memories, indices, weights = make_blend_inputs(1, 4, 2, 3, True, 3, torch.float32)
+    for strategy in ("dense", "grouped"):
+        out = cnu_linear(x[:0], memories, indices[:0], weights[:0], bias=True, strategy=strategy)
+        assert out.shape == (0, 3)
+        out.sum().backward()
+        assert torch.all(memories.grad == 0)
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "message"),
+    [
+        ({"strategy": "fast"}, ValueError, "strategy must be"),
+        ({"x": torch.ones(3, 5)}, ValueError, "x must have shape"),
+        ({"memories": torch.ones(1, 4, 7)}, ValueError, "not a multiple of in_features"),
+        ({"indices": torch.zeros(2, 1, 2, dtype=torch.int32)}, TypeError, "int64"),
+        ({"weights": torch.ones(2, 1, 3)}, ValueError, "indices and weights must both"),
+        ({"memories": torch.ones(4, 6)}, ValueError, "M must have shape"),
+    ],
+)
+def test_cnu_linear_bad_input(change, error, message):
+    arguments = {
+        "x": torch.ones(2, 5),
+        "memories": torch.ones(1, 4, 6),
+        "indices": torch.zeros(2, 1, 2, dtype=torch.int64),
+        "weights": torch.ones(2, 1, 2),
+    }
+    strategy = change.pop("strategy", "auto")
+    arguments.update(change)
+    with pytest.raises(error, match=message):
+        cnu_linear(
+            arguments["x"], arguments["memories"], arguments["indices"], arguments["weights"],
+            bias=True, strategy=strategy,
+        )  # fmt: skip
+
+
+def test_grouped_strategy_needs_shared_keys():
+    x, memories, indices, weights = make_blend_inputs(3, 4, 2, 1, True, 2, torch.float32)
+    with pytest.raises(ValueError, match="needs q = 1"):
+        cnu_linear(x, memories, indices, weights, bias=True, strategy="grouped")
