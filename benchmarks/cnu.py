@@ -73,8 +73,16 @@ def main(argv: list[str] | None = None) -> list[tuple[str, float, float]]:
     parser.add_argument("--image", type=int, default=16, help="conv input height and width")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     args = parser.parse_args(argv)
+    threads = torch.get_num_threads()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    try:
+        return run(args)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def run(args: argparse.Namespace) -> list[tuple[str, float, float]]:
 
     torch.manual_seed(0)
     x = torch.randn(args.batch, args.in_features, requires_grad=True)

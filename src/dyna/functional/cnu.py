@@ -251,23 +251,30 @@ def cnu_linear_ref(
     return out
 
 
-def _group_slots(indices: torch.Tensor, memories: int) -> tuple[torch.Tensor, int]:
-    """Place the b·k (sample, slot) pairs of ``indices`` (b, 1, k) in per-memory groups.
+def _group_slots(groupings: list[torch.Tensor], memories: int) -> list[tuple[torch.Tensor, int]]:
+    """Place pairs in per-memory groups: for each flat tensor of memory indices, the row of
+    every pair in a (memories · capacity) zero-padded layout, where memory t owns rows
+    t·capacity .. t·capacity + count_t − 1, and the capacity (the largest group).
 
-    Returns, for every pair, its row in a (memories · capacity) padded layout where memory t
-    owns rows t·capacity .. t·capacity + count_t − 1, and the capacity (the largest group).
-    Reading the capacity is the one host synchronisation of the grouped blend.
+    Reading the capacities is the one host synchronisation of the grouped blend.
     """
-    flat = indices.reshape(-1)
-    order = torch.argsort(flat, stable=True)
-    counts = torch.bincount(flat, minlength=memories)
-    starts = torch.cumsum(counts, 0) - counts
-    sorted_memories = flat[order]
-    rank = torch.arange(flat.numel(), device=flat.device) - starts[sorted_memories]
-    capacity = int(counts.max())
-    rows = torch.empty_like(flat)
-    rows[order] = sorted_memories * capacity + rank
-    return rows, capacity
+    pending, largest = [], []
+    for flat in groupings:
+        order = torch.argsort(flat, stable=True)
+        counts = torch.bincount(flat, minlength=memories)
+        sorted_memories = flat[order]
+        starts = torch.cumsum(counts, 0) - counts
+        rank = torch.arange(flat.numel(), device=flat.device) - starts[sorted_memories]
+        pending.append((order, sorted_memories, rank))
+        largest.append(counts.max())
+    layouts = []
+    for (order, sorted_memories, rank), capacity in zip(
+        pending, torch.stack(largest).tolist(), strict=True
+    ):
+        rows = torch.empty_like(order)
+        rows[order] = sorted_memories * capacity + rank
+        layouts.append((rows, capacity))
+    return layouts
 
 
 class _OutputSpaceBlend(torch.autograd.Function):
@@ -280,9 +287,10 @@ class _OutputSpaceBlend(torch.autograd.Function):
       (m·b·P products, no host synchronisation, graph-capturable);
     - ``grouped`` (q = 1 only): the b·k (sample, slot) pairs are sorted by memory into a
       zero-padded (m, capacity, p) stack and multiplied by M viewed (m, r, p) in one batched
-      GEMM: m·capacity·P products, k·b·P when the memories are used evenly (capacity = b·k/m),
-      never more than the dense path's per memory in use; one host synchronisation for the
-      capacity. The backward is two more batched GEMMs, as ``nn.Linear``'s is two GEMMs.
+      GEMM: m·capacity·P products, k·b·P when the memories are used evenly (capacity = b·k/m);
+      one host synchronisation for the capacities. The backward is two more batched GEMMs, as
+      ``nn.Linear``'s is two GEMMs; under winner-take-all the one for ∂M runs over the b
+      winners' pairs only (their own padded layout).
 
     Backward, with G_ia = α_ia g_i: ∂α_ia = g_i · (M[idx_ia] x̃_i); ∂x̃_i = Σ_a M[idx_ia]ᵀ G_ia;
     ∂M[idx_ia] += G_ia x̃_iᵀ for the slots a < ``trainable_slots`` only (1 under winner-take-all).
@@ -294,7 +302,13 @@ class _OutputSpaceBlend(torch.autograd.Function):
         q, m, _ = memories.shape
         k = indices.shape[2]
         if grouped:
-            slot_rows, capacity = _group_slots(indices, m)
+            groupings = [indices.reshape(-1)]
+            if trainable_slots < k:
+                # Only the winners' memories get gradient: group them on their own as well.
+                groupings.append(indices[:, 0, 0])
+            layouts = _group_slots(groupings, m)
+            slot_rows, capacity = layouts[0]
+            ctx.winner_layout = layouts[-1]
             stacked = x_tilde.new_zeros(m * capacity, p)
             stacked[slot_rows] = x_tilde.repeat_interleave(k, dim=0)
             stacked = stacked.view(m, capacity, p)
@@ -308,7 +322,8 @@ class _OutputSpaceBlend(torch.autograd.Function):
             selected = torch.gather(all_outputs, 2, indices.unsqueeze(-1).expand(b, q, k, rows))
             ctx.save_for_backward(x_tilde, memories, indices, weights, selected)
         ctx.rows, ctx.trainable_slots, ctx.grouped = rows, trainable_slots, grouped
-        out = torch.matmul(weights.unsqueeze(2), selected).squeeze(2)
+        # k is small: a broadcast product and sum beat a batched GEMM of (1, k) x (k, rows).
+        out = (weights.unsqueeze(-1) * selected).sum(2)
         return out.reshape(b, q * rows)
 
     @staticmethod
@@ -322,10 +337,6 @@ class _OutputSpaceBlend(torch.autograd.Function):
         grad_out = grad_out.reshape(b, q, 1, rows)
         grad_weights = (selected * grad_out).sum(-1) if ctx.needs_input_grad[3] else None
         slot_grads = weights.unsqueeze(-1) * grad_out  # G: (b, q, k, rows)
-        trainable = slot_grads
-        if trainable_slots < k:
-            trainable = slot_grads.clone()
-            trainable[:, :, trainable_slots:] = 0
         grad_x = grad_memories = None
         if ctx.grouped:
             slot_rows, stacked = grouped_saved
@@ -335,16 +346,27 @@ class _OutputSpaceBlend(torch.autograd.Function):
                 padded[slot_rows] = slot_grads.reshape(b * k, rows)
                 stacked_grads = torch.bmm(padded.view(m, capacity, rows), memories.view(m, rows, p))
                 grad_x = stacked_grads.view(m * capacity, p)[slot_rows].view(b, k, p).sum(1)
-            if ctx.needs_input_grad[1]:
-                if trainable is slot_grads and ctx.needs_input_grad[0]:
-                    padded_trainable = padded
-                else:
-                    padded_trainable = trainable.new_zeros(m * capacity, rows)
-                    padded_trainable[slot_rows] = trainable.reshape(b * k, rows)
+            if ctx.needs_input_grad[1] and trainable_slots < k:
+                # Winner-take-all: ∂M from the winners' pairs only, one per sample.
+                winner_rows, winner_capacity = ctx.winner_layout
+                winner_inputs = x_tilde.new_zeros(m * winner_capacity, p)
+                winner_inputs[winner_rows] = x_tilde
+                winner_grads = slot_grads.new_zeros(m * winner_capacity, rows)
+                winner_grads[winner_rows] = slot_grads[:, 0, 0]
                 grad_memories = torch.bmm(
-                    padded_trainable.view(m, capacity, rows).transpose(1, 2), stacked
+                    winner_grads.view(m, winner_capacity, rows).transpose(1, 2),
+                    winner_inputs.view(m, winner_capacity, p),
                 )
+            elif ctx.needs_input_grad[1]:
+                if not ctx.needs_input_grad[0]:
+                    padded = slot_grads.new_zeros(m * capacity, rows)
+                    padded[slot_rows] = slot_grads.reshape(b * k, rows)
+                grad_memories = torch.bmm(padded.view(m, capacity, rows).transpose(1, 2), stacked)
         else:
+            trainable = slot_grads
+            if trainable_slots < k:
+                trainable = slot_grads.clone()
+                trainable[:, :, trainable_slots:] = 0
             flat_memories = memories.reshape(q * m * rows, p)
             index = indices.unsqueeze(-1).expand(b, q, k, rows)
             if ctx.needs_input_grad[0]:

@@ -364,13 +364,15 @@ class CNUs(nn.Module):
             key_index,
             torch.where(scrambled_q1.view(q, 1, 1), new_keys, self.K.gather(1, key_index)),
         )
-        memory_index = candidate.view(q, 1, 1).expand(q, 1, u)
         element_winner = winners.gather(1, element.view(q, 1))
-        new_memories = self.M.gather(1, element_winner.view(q, 1, 1).expand(q, 1, u))
+        # Warm start: the candidate's memory becomes a copy of the winner's. A unit that does
+        # not scramble copies its candidate's memory onto itself, so one gather and one
+        # scatter of memory rows serve every unit (memories are large, the indices are not).
+        source = torch.where(scrambled_q1, element_winner, candidate.view(q, 1))
         self.M.scatter_(
             1,
-            memory_index,
-            torch.where(scrambled_q1.view(q, 1, 1), new_memories, self.M.gather(1, memory_index)),
+            candidate.view(q, 1, 1).expand(q, 1, u),
+            self.M.gather(1, source.view(q, 1, 1).expand(q, 1, u)),
         )
         winners.scatter_(
             1, element.view(q, 1), torch.where(scrambled_q1, candidate.view(q, 1), element_winner)
