@@ -1,0 +1,446 @@
+"""Harmonic-oscillator recurrent network (HORN) dynamics: one step and the scan over time.
+
+Every unit is a damped harmonic oscillator with position x and velocity y, driven through a
+tanh and integrated with the semi-implicit (symplectic) Euler step of size h = ``dt``:
+
+    y_t = y_{t-1} + h * (alpha * tanh(u_t + v * x_{t-1}) - omega**2 * x_{t-1} - 2*gamma * y_{t-1})
+    x_t = x_{t-1} + h * y_t
+
+In a sequence layer the drive is u_t = I_t + s * r_t with I_t the input projection and r_t the
+recurrent term, W_hh y_{t-1} + b_hh without delays, or with integer synaptic delays d_ij
+
+    r_i(t) = sum_j W_hh[i, j] * yhat_j(t - 1 - d_ij),   yhat(k) = y_k for k >= 1,
+
+where yhat(k) for k <= 0 comes from a history of earlier velocities (zeros when none is given:
+the initial velocity is never read by the delayed path). This matches brainmass 0.1.1
+(``HORNStep``, ``HORNSeqLayer``); with s = 1/sqrt(n) and v = 0 it is the original HORN of
+Effenberger et al. (PNAS 2025).
+
+:func:`horn_scan` is the fast path: a ``torch.autograd.Function`` whose forward runs a few fused
+ops per step and whose backward runs the adjoint recurrence in one reverse loop.
+:func:`horn_scan_ref` is its plain twin, written step by step in the canonical order, and is the
+specification the fast path is tested against.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from dyna.functional._checks import check_floating_tensor, check_real
+
+
+def _check_delay(delay: object, n_units: int) -> torch.Tensor:
+    if not isinstance(delay, torch.Tensor):
+        raise TypeError(f"delay must be an integer torch.Tensor, got {type(delay).__name__}")
+    if delay.is_floating_point() or delay.is_complex() or delay.dtype == torch.bool:
+        raise TypeError(
+            f"delay must have an integer dtype (steps; convert times with delay_steps), "
+            f"got {delay.dtype}"
+        )
+    if delay.shape != (n_units, n_units):
+        raise ValueError(
+            f"delay must have shape ({n_units}, {n_units}), got {tuple(delay.shape)}"
+        )
+    return delay
+
+
+def horn_step(
+    drive: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    alpha: torch.Tensor | float,
+    omega: torch.Tensor | float,
+    gamma: torch.Tensor | float,
+    v: torch.Tensor | float | None,
+    dt: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One symplectic HORN step in the canonical evaluation order.
+
+    ``a = tanh(drive + v*x); y' = y + dt*(alpha*a - omega**2*x - (2*gamma)*y); x' = x + dt*y'``.
+
+    Args:
+        drive: everything that enters the tanh except ``v * x``, shape (..., n).
+        x: positions, same shape as ``drive``.
+        y: velocities, same shape as ``drive``.
+        alpha, omega, gamma: excitability, natural frequency, damping; floats or tensors that
+            broadcast to (n,).
+        v: amplitude feedback inside the tanh, or None (no feedback term).
+        dt: the integration step h.
+
+    Returns:
+        The new ``(x, y)``, each of the shape of ``drive``.
+    """
+    pre = drive if v is None else drive + v * x
+    activation = torch.tanh(pre)
+    y_new = y + dt * (alpha * activation - (omega * omega) * x - (2.0 * gamma) * y)
+    x_new = x + dt * y_new
+    return x_new, y_new
+
+
+def horn_scan_ref(
+    drive: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    alpha: torch.Tensor | float,
+    omega: torch.Tensor | float,
+    gamma: torch.Tensor | float,
+    v: torch.Tensor | float | None,
+    dt: float,
+    x0: torch.Tensor,
+    y0: torch.Tensor,
+    *,
+    recurrent_scale: float = 1.0,
+    delay: torch.Tensor | None = None,
+    history: torch.Tensor | None = None,
+    max_delay: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Plain step-by-step HORN scan: the specification of :func:`horn_scan` in code.
+
+    Same arguments and results as :func:`horn_scan`; each step is :func:`horn_step` on the drive
+    ``drive_t + recurrent_scale * r_t`` and ordinary autograd differentiates it.
+    """
+    n_units = drive.shape[-1]
+    x, y = x0, y0
+    xs, ys = [], []
+    if delay is None:
+        for drive_t in drive.unbind(0):
+            recurrent = torch.nn.functional.linear(y, weight, bias)
+            x, y = horn_step(drive_t + recurrent_scale * recurrent, x, y, alpha, omega, gamma, v, dt)
+            xs.append(x)
+            ys.append(y)
+        history_out = None
+    else:
+        length = int(delay.max()) + 1 if max_delay is None else max_delay + 1
+        if history is None:
+            history = drive.new_zeros((length, *x0.shape))
+        # Chronological list of readable velocities, oldest first: the last entry is yhat(t-1).
+        readable = list(history.flip(0).unbind(0))
+        lag_rows = length - 1 - delay  # row of the stacked window that lag d_ij reads
+        columns = torch.arange(n_units, device=drive.device).expand(n_units, n_units)
+        for drive_t in drive.unbind(0):
+            window = torch.stack(readable[-length:], dim=-2)  # (..., L, n)
+            delayed = window[..., lag_rows, columns]  # (..., n_i, n_j) = yhat_j(t-1-d_ij)
+            recurrent = (delayed * weight).sum(-1)
+            x, y = horn_step(drive_t + recurrent_scale * recurrent, x, y, alpha, omega, gamma, v, dt)
+            xs.append(x)
+            ys.append(y)
+            readable.append(y)
+        history_out = torch.stack(readable[-length:][::-1], dim=0)
+    if xs:
+        return torch.stack(xs), torch.stack(ys), history_out
+    empty = drive.new_empty((0, *x0.shape))
+    return empty, empty, history_out
+
+
+def _gather_index(delay: torch.Tensor, batch: int, lag_from_end: bool) -> torch.Tensor:
+    """Flat indices into a contiguous (L, B, n) window for every (target i, sample b, source j).
+
+    With ``lag_from_end`` the entry (i, b, j) points at window row ``L - 1 - d_ij``, column j (the
+    forward read of yhat_j(t - 1 - d_ij) when the last row is yhat(t - 1)); without it the entry
+    (j, b, i) points at row ``d_ij``, column i (the backward read of the adjoint of the steps
+    that read a given velocity).
+    """
+    n_units = delay.shape[0]
+    length = int(delay.max()) + 1
+    batch_offset = torch.arange(batch, device=delay.device).view(1, batch, 1) * n_units
+    units = torch.arange(n_units, device=delay.device)
+    if lag_from_end:
+        rows = (length - 1 - delay).unsqueeze(1)  # (n_i, 1, n_j)
+        columns = units.view(1, 1, n_units)
+    else:
+        rows = delay.t().unsqueeze(1)  # (n_j, 1, n_i)
+        columns = units.view(1, 1, n_units)
+    return (rows * (batch * n_units) + batch_offset + columns).reshape(-1)
+
+
+class HORNScan(torch.autograd.Function):
+    """Fast HORN scan with the adjoint recurrence as its backward.
+
+    Inputs (all in one floating dtype): ``drive`` (T, B, n) with the recurrent bias folded in;
+    ``weight`` (n, n) already multiplied by the recurrent scale; the per-unit coefficients
+    ``gain = dt*alpha``, ``spring = dt*omega**2``, ``retention = 1 - 2*gamma*dt`` and ``feedback = v``
+    (or None); ``x0``, ``y0`` (B, n); ``history`` (L, B, n) newest first or None; ``delay`` (n, n)
+    int64 or None. Outputs: the positions (T, B, n) and a chronological velocity buffer
+    (L + T, B, n) whose row L - 1 + k holds yhat(k) (L = 1 and row 0 = y0 without delays).
+
+    Step: ``y' = retention*y - spring*x + gain*tanh(drive + W yhat + feedback*x); x' = x + dt*y'``.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        drive: torch.Tensor,
+        weight: torch.Tensor,
+        gain: torch.Tensor,
+        spring: torch.Tensor,
+        retention: torch.Tensor,
+        feedback: torch.Tensor | None,
+        x0: torch.Tensor,
+        y0: torch.Tensor,
+        history: torch.Tensor | None,
+        delay: torch.Tensor | None,
+        dt: float,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        drive = drive.contiguous()
+        steps, batch, n_units = drive.shape
+        length = 1 if delay is None else int(delay.max()) + 1
+        positions = drive.new_empty(steps, batch, n_units)
+        velocities = drive.new_empty(length + steps, batch, n_units)
+        activations = drive.new_empty(steps, batch, n_units)
+        if delay is None:
+            velocities[0] = y0
+        elif history is None:
+            velocities[:length].zero_()
+        else:
+            velocities[:length] = history.flip(0)
+        x, y = x0, y0
+        outputs = zip(
+            drive.unbind(0),
+            positions.unbind(0),
+            velocities[length:].unbind(0),
+            activations.unbind(0),
+        )
+        if delay is None:
+            weight_t = weight.t()
+            for drive_t, x_out, y_out, a_out in outputs:
+                # One addmm for input + bias + recurrent term; the rest in place in the outputs.
+                pre = torch.addmm(drive_t, y, weight_t)
+                if feedback is not None:
+                    pre.addcmul_(feedback, x)
+                torch.tanh(pre, out=a_out)
+                torch.mul(y, retention, out=y_out)
+                y_out.addcmul_(x, spring, value=-1.0).addcmul_(a_out, gain)
+                torch.add(x, y_out, alpha=dt, out=x_out)
+                x, y = x_out, y_out
+        else:
+            index = _gather_index(delay, batch, lag_from_end=True)
+            weight_column = weight.unsqueeze(-1)  # (n_i, n_j, 1)
+            for step, (drive_t, x_out, y_out, a_out) in enumerate(outputs):
+                # Gather Y[i, b, j] = yhat_j(t-1-d_ij) from the contiguous window of the last L
+                # velocities, then one batched mat-vec over targets: O(B n^2) per step.
+                window = velocities[step : step + length].view(-1)
+                delayed = window.index_select(0, index).view(n_units, batch, n_units)
+                recurrent = torch.bmm(delayed, weight_column).view(n_units, batch)
+                pre = torch.add(drive_t, recurrent.t())
+                if feedback is not None:
+                    pre.addcmul_(feedback, x)
+                torch.tanh(pre, out=a_out)
+                torch.mul(y, retention, out=y_out)
+                y_out.addcmul_(x, spring, value=-1.0).addcmul_(a_out, gain)
+                torch.add(x, y_out, alpha=dt, out=x_out)
+                x, y = x_out, y_out
+        ctx.save_for_backward(
+            weight, gain, spring, retention, feedback, x0, y0, delay, positions, velocities,
+            activations,
+        )
+        ctx.dt = dt
+        ctx.length = length
+        return positions, velocities
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_positions: torch.Tensor, grad_velocities: torch.Tensor) -> tuple:
+        (weight, gain, spring, retention, feedback, x0, y0, delay) = ctx.saved_tensors[:8]
+        positions, velocities, activations = ctx.saved_tensors[8:]
+        dt, length = ctx.dt, ctx.length
+        steps, batch, n_units = positions.shape
+        grad_positions = grad_positions.contiguous()
+        grad_velocities = grad_velocities.contiguous()
+
+        # d pre / d (gain-scaled) activation, for all steps at once: gain * (1 - a^2).
+        slope = activations.square().neg_().add_(1.0).mul_(gain)
+        grad_pre = torch.empty_like(activations)
+        adjoint = torch.empty_like(activations)  # yhat_t: adjoint of y_t inside step t
+        # External gradient of x_{t-1} for each step t (none for x0).
+        grad_previous_x = torch.cat([torch.zeros_like(grad_positions[:1]), grad_positions[:-1]])
+
+        lambda_x = grad_positions[-1]
+        if delay is None:
+            lambda_y = grad_velocities[-1]
+            rows = zip(
+                adjoint.unbind(0),
+                grad_pre.unbind(0),
+                slope.unbind(0),
+                grad_previous_x.unbind(0),
+                grad_velocities[:-1].unbind(0),
+            )
+            for adjoint_t, grad_pre_t, slope_t, grad_x_prev, grad_y_prev in reversed(list(rows)):
+                torch.add(lambda_y, lambda_x, alpha=dt, out=adjoint_t)
+                torch.mul(adjoint_t, slope_t, out=grad_pre_t)
+                new_lambda_x = torch.addcmul(grad_x_prev, adjoint_t, spring, value=-1.0)
+                new_lambda_x.add_(lambda_x)
+                if feedback is not None:
+                    new_lambda_x.addcmul_(grad_pre_t, feedback)
+                new_lambda_y = torch.addcmul(grad_y_prev, adjoint_t, retention)
+                new_lambda_y.addmm_(grad_pre_t, weight)
+                lambda_x, lambda_y = new_lambda_x, new_lambda_y
+            grad_history = None
+            flat_pre = grad_pre.view(-1, n_units)
+            grad_weight = flat_pre.t().mm(velocities[:-1].reshape(-1, n_units))
+            previous_y = velocities[:-1]
+        else:
+            forward_index = _gather_index(delay, batch, lag_from_end=True)
+            backward_index = _gather_index(delay, batch, lag_from_end=False)
+            # Adjoint of every step's pre-activation, padded by L zero rows on both sides so that
+            # the steps reading yhat(k) (steps k+1+d, d < L) are one contiguous window.
+            padded_pre = grad_pre.new_zeros(steps + 2 * length, batch, n_units)
+            grad_pre_rows = padded_pre[length : length + steps]
+            weight_t_column = weight.t().unsqueeze(-1)  # (n_j, n_i, 1)
+            grad_weight_3d = weight.new_zeros(n_units, 1, n_units)
+            lambda_y_dynamics = torch.zeros_like(lambda_x)
+            rows = zip(
+                adjoint.unbind(0),
+                grad_pre_rows.unbind(0),
+                slope.unbind(0),
+                grad_previous_x.unbind(0),
+                grad_velocities[length:].unbind(0),
+            )
+            for step, (adjoint_t, grad_pre_t, slope_t, grad_x_prev, grad_y_t) in reversed(
+                list(enumerate(rows))
+            ):
+                # Adjoint of yhat(step + 1): external + dynamics + the later steps that read it.
+                later = padded_pre[length + step + 1 : 2 * length + step + 1].view(-1)
+                readers = later.index_select(0, backward_index).view(n_units, batch, n_units)
+                lambda_y = torch.bmm(readers, weight_t_column).view(n_units, batch).t()
+                lambda_y = lambda_y + grad_y_t
+                lambda_y.add_(lambda_y_dynamics)
+                torch.add(lambda_y, lambda_x, alpha=dt, out=adjoint_t)
+                torch.mul(adjoint_t, slope_t, out=grad_pre_t)
+                window = velocities[step : step + length].view(-1)
+                delayed = window.index_select(0, forward_index).view(n_units, batch, n_units)
+                grad_weight_3d.baddbmm_(grad_pre_t.t().unsqueeze(1), delayed)
+                new_lambda_x = torch.addcmul(grad_x_prev, adjoint_t, spring, value=-1.0)
+                new_lambda_x.add_(lambda_x)
+                if feedback is not None:
+                    new_lambda_x.addcmul_(grad_pre_t, feedback)
+                lambda_y_dynamics = adjoint_t * retention
+                lambda_x = new_lambda_x
+            lambda_y = lambda_y_dynamics
+            grad_weight = grad_weight_3d.view(n_units, n_units)
+            grad_pre = grad_pre_rows
+            grad_history = None
+            if ctx.needs_input_grad[8]:
+                # History rows hold yhat(0), yhat(-1), ...: adjoint from the first steps' reads.
+                rows_back = []
+                for k in range(length):
+                    start = length - k  # padded row of step 0 - k ... of the readers of yhat(-k)
+                    later = padded_pre[start : start + length].view(-1)
+                    readers = later.index_select(0, backward_index).view(n_units, batch, n_units)
+                    rows_back.append(torch.bmm(readers, weight_t_column).view(n_units, batch).t())
+                grad_history = torch.stack(rows_back) + grad_velocities[:length].flip(0)
+            previous_y = torch.cat([y0.unsqueeze(0), velocities[length : length + steps - 1]])
+
+        previous_x = torch.cat([x0.unsqueeze(0), positions[:-1]])
+        needs = ctx.needs_input_grad
+        grad_gain = (adjoint * activations).sum((0, 1)) if needs[2] else None
+        grad_spring = -(adjoint * previous_x).sum((0, 1)) if needs[3] else None
+        grad_retention = (adjoint * previous_y).sum((0, 1)) if needs[4] else None
+        grad_feedback = (grad_pre * previous_x).sum((0, 1)) if needs[5] else None
+        return (
+            grad_pre if needs[0] else None,
+            grad_weight if needs[1] else None,
+            grad_gain,
+            grad_spring,
+            grad_retention,
+            grad_feedback,
+            lambda_x if needs[6] else None,
+            lambda_y if needs[7] else None,
+            grad_history,
+            None,
+            None,
+        )
+
+
+def _per_unit(value: torch.Tensor | float, n_units: int, like: torch.Tensor) -> torch.Tensor:
+    """``value`` broadcast to (n_units,) in ``like``'s dtype and device; differentiable."""
+    if not isinstance(value, torch.Tensor):
+        value = torch.tensor(value, dtype=like.dtype, device=like.device)
+    return torch.broadcast_to(value.to(device=like.device, dtype=like.dtype), (n_units,))
+
+
+def horn_scan(
+    drive: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    alpha: torch.Tensor | float,
+    omega: torch.Tensor | float,
+    gamma: torch.Tensor | float,
+    v: torch.Tensor | float | None,
+    dt: float,
+    x0: torch.Tensor,
+    y0: torch.Tensor,
+    *,
+    recurrent_scale: float = 1.0,
+    delay: torch.Tensor | None = None,
+    history: torch.Tensor | None = None,
+    max_delay: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """HORN scan over time with a hand-written backward through time.
+
+    Runs T symplectic steps with the drive ``drive_t + recurrent_scale * r_t`` where ``r_t`` is
+    ``weight @ y_{t-1} + bias`` without delays, or the delayed sum
+    ``r_i = sum_j weight[i, j] * yhat_j(t - 1 - delay[i, j])`` with delays (no bias then).
+    Under ``torch.compile`` it runs :func:`horn_scan_ref`, which the compiler can trace.
+
+    Args:
+        drive: input projection for every step, (T, B, n).
+        weight: recurrent weight (n, n), (out, in) layout.
+        bias: recurrent bias (n,) or None; must be None with delays.
+        alpha, omega, gamma: floats or tensors broadcastable to (n,).
+        v: amplitude feedback (float or tensor broadcastable to (n,)), or None to skip it.
+        dt: integration step h, a positive float.
+        x0, y0: initial positions and velocities, (B, n).
+        recurrent_scale: multiplies the recurrent term (1.0 brainmass, 1/sqrt(n) the paper).
+        delay: None or an integer (n, n) tensor of non-negative lags in steps.
+        history: with delays, the readable velocities newest first, (L, B, n) with
+            L = max(delay) + 1; None reads zeros before the start.
+        max_delay: ``int(delay.max())`` if the caller knows it (avoids a host sync).
+
+    Returns:
+        ``(x_seq, y_seq, history_out)``: positions and velocities x_1..x_T, y_1..y_T, each
+        (T, B, n), and with delays the history after the last step (L, B, n) (None without).
+    """
+    check_floating_tensor("drive", drive)
+    if drive.dim() != 3:
+        raise ValueError(f"drive must have shape (T, B, n), got {tuple(drive.shape)}")
+    dt = check_real("dt", dt, minimum=0.0, strictly_greater=True)
+    n_units = drive.shape[-1]
+    if delay is not None:
+        _check_delay(delay, n_units)
+        if bias is not None:
+            raise ValueError("bias must be None when delay is given (the delayed path has none)")
+    if torch.compiler.is_compiling():
+        return horn_scan_ref(
+            drive, weight, bias, alpha, omega, gamma, v, dt, x0, y0,
+            recurrent_scale=recurrent_scale, delay=delay, history=history, max_delay=max_delay,
+        )  # fmt: skip
+    if delay is not None and max_delay is None:
+        max_delay = int(delay.max())
+    if drive.shape[0] == 0:
+        history_out = None
+        if delay is not None:
+            history_out = history if history is not None else drive.new_zeros(
+                (max_delay + 1, *x0.shape)
+            )
+        empty = drive.new_empty((0, *x0.shape))
+        return empty, empty, history_out
+    if bias is not None:
+        drive = drive + recurrent_scale * bias
+    scaled_weight = weight if recurrent_scale == 1.0 else weight * recurrent_scale
+    gain = dt * _per_unit(alpha, n_units, drive)
+    omega_units = _per_unit(omega, n_units, drive)
+    spring = dt * (omega_units * omega_units)
+    retention = 1.0 - dt * (2.0 * _per_unit(gamma, n_units, drive))
+    feedback = None if v is None else _per_unit(v, n_units, drive)
+    positions, velocities = HORNScan.apply(
+        drive, scaled_weight, gain, spring, retention, feedback, x0, y0, history,
+        delay, dt,
+    )  # fmt: skip
+    if delay is None:
+        return positions, velocities[1:], None
+    length = max_delay + 1
+    steps = drive.shape[0]
+    return positions, velocities[length:], velocities[steps : steps + length].flip(0)
