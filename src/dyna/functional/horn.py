@@ -41,9 +41,7 @@ def _check_delay(delay: object, n_units: int) -> torch.Tensor:
             f"got {delay.dtype}"
         )
     if delay.shape != (n_units, n_units):
-        raise ValueError(
-            f"delay must have shape ({n_units}, {n_units}), got {tuple(delay.shape)}"
-        )
+        raise ValueError(f"delay must have shape ({n_units}, {n_units}), got {tuple(delay.shape)}")
     return delay
 
 
@@ -108,7 +106,9 @@ def horn_scan_ref(
     if delay is None:
         for drive_t in drive.unbind(0):
             recurrent = torch.nn.functional.linear(y, weight, bias)
-            x, y = horn_step(drive_t + recurrent_scale * recurrent, x, y, alpha, omega, gamma, v, dt)
+            x, y = horn_step(
+                drive_t + recurrent_scale * recurrent, x, y, alpha, omega, gamma, v, dt
+            )
             xs.append(x)
             ys.append(y)
         history_out = None
@@ -124,7 +124,9 @@ def horn_scan_ref(
             window = torch.stack(readable[-length:], dim=-2)  # (..., L, n)
             delayed = window[..., lag_rows, columns]  # (..., n_i, n_j) = yhat_j(t-1-d_ij)
             recurrent = (delayed * weight).sum(-1)
-            x, y = horn_step(drive_t + recurrent_scale * recurrent, x, y, alpha, omega, gamma, v, dt)
+            x, y = horn_step(
+                drive_t + recurrent_scale * recurrent, x, y, alpha, omega, gamma, v, dt
+            )
             xs.append(x)
             ys.append(y)
             readable.append(y)
@@ -161,10 +163,11 @@ class HORNScan(torch.autograd.Function):
 
     Inputs (all in one floating dtype): ``drive`` (T, B, n) with the recurrent bias folded in;
     ``weight`` (n, n) already multiplied by the recurrent scale; the per-unit coefficients
-    ``gain = dt*alpha``, ``spring = dt*omega**2``, ``retention = 1 - 2*gamma*dt`` and ``feedback = v``
-    (or None); ``x0``, ``y0`` (B, n); ``history`` (L, B, n) newest first or None; ``delay`` (n, n)
-    int64 or None. Outputs: the positions (T, B, n) and a chronological velocity buffer
-    (L + T, B, n) whose row L - 1 + k holds yhat(k) (L = 1 and row 0 = y0 without delays).
+    ``gain = dt*alpha``, ``spring = dt*omega**2``, ``retention = 1 - 2*gamma*dt`` and
+    ``feedback = v`` (or None); ``x0``, ``y0`` (B, n); ``history`` (L, B, n) newest first or
+    None; ``delay`` (n, n) int64 or None. Outputs: the positions (T, B, n) and a chronological
+    velocity buffer (L + T, B, n) whose row L - 1 + k holds yhat(k) (L = 1 and row 0 = y0
+    without delays).
 
     Step: ``y' = retention*y - spring*x + gain*tanh(drive + W yhat + feedback*x); x' = x + dt*y'``.
     """
@@ -202,6 +205,7 @@ class HORNScan(torch.autograd.Function):
             positions.unbind(0),
             velocities[length:].unbind(0),
             activations.unbind(0),
+            strict=True,
         )
         if delay is None:
             weight_t = weight.t()
@@ -233,7 +237,16 @@ class HORNScan(torch.autograd.Function):
                 torch.add(x, y_out, alpha=dt, out=x_out)
                 x, y = x_out, y_out
         ctx.save_for_backward(
-            weight, gain, spring, retention, feedback, x0, y0, delay, positions, velocities,
+            weight,
+            gain,
+            spring,
+            retention,
+            feedback,
+            x0,
+            y0,
+            delay,
+            positions,
+            velocities,
             activations,
         )
         ctx.dt = dt
@@ -266,6 +279,7 @@ class HORNScan(torch.autograd.Function):
                 slope.unbind(0),
                 grad_previous_x.unbind(0),
                 grad_velocities[:-1].unbind(0),
+                strict=True,
             )
             for adjoint_t, grad_pre_t, slope_t, grad_x_prev, grad_y_prev in reversed(list(rows)):
                 torch.add(lambda_y, lambda_x, alpha=dt, out=adjoint_t)
@@ -297,6 +311,7 @@ class HORNScan(torch.autograd.Function):
                 slope.unbind(0),
                 grad_previous_x.unbind(0),
                 grad_velocities[length:].unbind(0),
+                strict=True,
             )
             for step, (adjoint_t, grad_pre_t, slope_t, grad_x_prev, grad_y_t) in reversed(
                 list(enumerate(rows))
@@ -422,8 +437,8 @@ def horn_scan(
     if drive.shape[0] == 0:
         history_out = None
         if delay is not None:
-            history_out = history if history is not None else drive.new_zeros(
-                (max_delay + 1, *x0.shape)
+            history_out = (
+                history if history is not None else drive.new_zeros((max_delay + 1, *x0.shape))
             )
         empty = drive.new_empty((0, *x0.shape))
         return empty, empty, history_out
@@ -444,3 +459,46 @@ def horn_scan(
     length = max_delay + 1
     steps = drive.shape[0]
     return positions, velocities[length:], velocities[steps : steps + length].flip(0)
+
+
+def delay_steps(delay: torch.Tensor | float | list, dt: float) -> torch.Tensor:
+    """Convert synaptic delays given in time units to whole steps: ``ceil(delay / dt)``.
+
+    This is brainmass's rule (1.5 ms at dt = 1 ms gives 2 steps). Quotients within a relative
+    tolerance of an integer count as that integer, so exact multiples survive floating-point
+    error (0.3 / 0.1 gives 3, not 4). The tolerance is 1e-9, or four ulps of the delay's dtype
+    when that is coarser (a float32 0.3 is 0.30000001).
+
+    Args:
+        delay: non-negative finite delays, a tensor, a number or a nested list of numbers.
+        dt: the step, in the same time unit, a positive finite float.
+
+    Returns:
+        An int64 tensor of the shape of ``delay``.
+
+    Example:
+        >>> delay_steps(torch.tensor([0.3, 1.5, 2.0]), 0.1)
+        tensor([ 3, 15, 20])
+    """
+    dt = check_real("dt", dt, minimum=0.0, strictly_greater=True)
+    if isinstance(delay, torch.Tensor):
+        if delay.is_complex() or delay.dtype == torch.bool:
+            raise TypeError(f"delay must be a real tensor, got dtype {delay.dtype}")
+        times = delay.detach().to(torch.float64)
+        ulp = torch.finfo(delay.dtype).eps if delay.is_floating_point() else 0.0
+    else:
+        try:
+            times = torch.tensor(delay, dtype=torch.float64)
+            ulp = 0.0
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(
+                f"delay must be a tensor, a number or a nested list of numbers, "
+                f"got {type(delay).__name__}"
+            ) from None
+    if not bool(torch.isfinite(times).all()) or bool((times < 0).any()):
+        raise ValueError("delay must be finite and >= 0")
+    quotient = times / dt
+    nearest = quotient.round()
+    tolerance = max(1e-9, 4.0 * ulp)
+    exact = (quotient - nearest).abs() <= tolerance * nearest.abs().clamp(min=1.0)
+    return torch.where(exact, nearest, quotient.ceil()).to(torch.int64)
