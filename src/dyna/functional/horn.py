@@ -137,25 +137,155 @@ def horn_scan_ref(
     return empty, empty, history_out
 
 
-def _gather_index(delay: torch.Tensor, batch: int, lag_from_end: bool) -> torch.Tensor:
-    """Flat indices into a contiguous (L, B, n) window for every (target i, sample b, source j).
+def _delay_rows(delay: torch.Tensor, reading: bool) -> torch.Tensor:
+    """Row indices into a (L * n, B) window of a unit-major (time, unit, batch) buffer.
 
-    With ``lag_from_end`` the entry (i, b, j) points at window row ``L - 1 - d_ij``, column j (the
-    forward read of yhat_j(t - 1 - d_ij) when the last row is yhat(t - 1)); without it the entry
-    (j, b, i) points at row ``d_ij``, column i (the backward read of the adjoint of the steps
-    that read a given velocity).
+    The delayed path runs with the batch innermost so that every connection's delayed values are
+    one contiguous row of B numbers: gathering n^2 rows is a memory copy, several times faster
+    than gathering n^2 * B scattered scalars. With ``reading`` the entry (i, j) is the row of
+    yhat_j(t - 1 - d_ij) in the window of the last L velocities (row ``L - 1 - d_ij``, unit j);
+    otherwise the entry (j, i) is the row of the adjoint of the step that reads yhat_j(s) through
+    the connection j -> i, in the window of the L steps from s on (row ``d_ij``, unit i).
     """
     n_units = delay.shape[0]
-    length = int(delay.max()) + 1
-    batch_offset = torch.arange(batch, device=delay.device).view(1, batch, 1) * n_units
-    units = torch.arange(n_units, device=delay.device)
-    if lag_from_end:
-        rows = (length - 1 - delay).unsqueeze(1)  # (n_i, 1, n_j)
-        columns = units.view(1, 1, n_units)
+    units = torch.arange(n_units, device=delay.device).view(1, n_units)
+    if reading:
+        lag_rows = int(delay.max()) - delay  # (n_i, n_j): L - 1 - d_ij
     else:
-        rows = delay.t().unsqueeze(1)  # (n_j, 1, n_i)
-        columns = units.view(1, 1, n_units)
-    return (rows * (batch * n_units) + batch_offset + columns).reshape(-1)
+        lag_rows = delay.t()  # (n_j, n_i): d_ij
+    return (lag_rows * n_units + units).reshape(-1)
+
+
+def _delayed_forward(
+    drive: torch.Tensor,
+    weight: torch.Tensor,
+    coefficients: tuple[torch.Tensor, ...],
+    feedback: torch.Tensor | None,
+    x0: torch.Tensor,
+    y0: torch.Tensor,
+    history: torch.Tensor | None,
+    delay: torch.Tensor,
+    dt: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The delayed scan in unit-major layout: positions, velocity buffer, activations.
+
+    Shapes (T, n, B), (L + T, n, B) and (T, n, B); the buffer's row L - 1 + k holds yhat(k).
+    """
+    gain, spring, retention = (c.unsqueeze(1) for c in coefficients)
+    if feedback is not None:
+        feedback = feedback.unsqueeze(1)
+    drive = drive.transpose(1, 2).contiguous()
+    steps, n_units, batch = drive.shape
+    length = int(delay.max()) + 1
+    positions = drive.new_empty(steps, n_units, batch)
+    velocities = drive.new_empty(length + steps, n_units, batch)
+    activations = drive.new_empty(steps, n_units, batch)
+    if history is None:
+        velocities[:length].zero_()
+    else:
+        velocities[:length] = history.flip(0).transpose(1, 2)
+    rows = _delay_rows(delay, reading=True)
+    weight_column = weight.unsqueeze(-1)  # (n_i, n_j, 1)
+    products = drive.new_empty(n_units, n_units, batch)
+    x, y = x0.t(), y0.t()
+    outputs = zip(
+        drive.unbind(0),
+        positions.unbind(0),
+        velocities[length:].unbind(0),
+        activations.unbind(0),
+        strict=True,
+    )
+    for step, (drive_t, x_out, y_out, a_out) in enumerate(outputs):
+        # Y[i, j, :] = yhat_j(t - 1 - d_ij) for every connection, then sum_j W[i, j] Y[i, j, :]:
+        # O(B n^2) per step, like the dense matmul.
+        window = velocities[step : step + length].view(length * n_units, batch)
+        delayed = window.index_select(0, rows).view(n_units, n_units, batch)
+        pre = torch.mul(delayed, weight_column, out=products).sum(1).add_(drive_t)
+        if feedback is not None:
+            pre.addcmul_(feedback, x)
+        torch.tanh(pre, out=a_out)
+        torch.mul(y, retention, out=y_out)
+        y_out.addcmul_(x, spring, value=-1.0).addcmul_(a_out, gain)
+        torch.add(x, y_out, alpha=dt, out=x_out)
+        x, y = x_out, y_out
+    return positions, velocities, activations
+
+
+def _delayed_backward(
+    ctx: Any, grad_positions: torch.Tensor, grad_velocities: torch.Tensor
+) -> tuple:
+    """Adjoint recurrence of :func:`_delayed_forward`, in the same unit-major layout."""
+    (weight, gain, spring, retention, feedback, x0, y0, delay) = ctx.saved_tensors[:8]
+    positions, velocities, activations = ctx.saved_tensors[8:]
+    dt, length = ctx.dt, ctx.length
+    steps, n_units, batch = positions.shape
+    gain_c, spring_c, retention_c = (c.unsqueeze(1) for c in (gain, spring, retention))
+    feedback_c = None if feedback is None else feedback.unsqueeze(1)
+    grad_positions = grad_positions.transpose(1, 2).contiguous()
+    grad_velocities = grad_velocities.transpose(1, 2).contiguous()
+
+    slope = activations.square().neg_().add_(1.0).mul_(gain_c)
+    adjoint = torch.empty_like(activations)
+    grad_previous_x = torch.cat([torch.zeros_like(grad_positions[:1]), grad_positions[:-1]])
+    # Adjoint of every step's pre-activation, padded by L zero rows on both sides so that the
+    # steps reading yhat(s) (steps s + d, d < L, 0-based) are one contiguous window.
+    padded_pre = activations.new_zeros(steps + 2 * length, n_units, batch)
+    grad_pre = padded_pre[length : length + steps]
+    rows = _delay_rows(delay, reading=False)
+    weight_t_column = weight.t().unsqueeze(-1)  # (n_j, n_i, 1)
+    grad_weight_t = weight.new_zeros(n_units, n_units)  # (n_j, n_i)
+    products = activations.new_empty(n_units, n_units, batch)
+
+    def read_back(start: int, velocity: torch.Tensor | None) -> torch.Tensor:
+        """Adjoint reaching yhat(s) through the delayed coupling (window from padded row start);
+        accumulates the weight gradient of those reads for the velocity value ``velocity``."""
+        later = padded_pre[start : start + length].view(length * n_units, batch)
+        readers = later.index_select(0, rows).view(n_units, n_units, batch)  # [j, i, b]
+        if velocity is not None:
+            grad_weight_t.add_(torch.mul(readers, velocity.unsqueeze(1), out=products).sum(-1))
+        return torch.mul(readers, weight_t_column, out=products).sum(1)  # (n_j, B)
+
+    lambda_x = grad_positions[-1]
+    lambda_y_dynamics = torch.zeros_like(lambda_x)
+    for step in range(steps - 1, -1, -1):
+        # Adjoint of y_{step+1}: external + dynamics of the next step + the steps that read it.
+        lambda_y = read_back(length + step + 1, velocities[length + step])
+        lambda_y.add_(grad_velocities[length + step]).add_(lambda_y_dynamics)
+        adjoint_t = torch.add(lambda_y, lambda_x, alpha=dt, out=adjoint[step])
+        grad_pre_t = torch.mul(adjoint_t, slope[step], out=grad_pre[step])
+        new_lambda_x = torch.addcmul(grad_previous_x[step], adjoint_t, spring_c, value=-1.0)
+        new_lambda_x.add_(lambda_x)
+        if feedback_c is not None:
+            new_lambda_x.addcmul_(grad_pre_t, feedback_c)
+        lambda_y_dynamics = adjoint_t * retention_c
+        lambda_x = new_lambda_x
+    # History rows hold yhat(0), yhat(-1), ...: read by the first steps.
+    history_rows = []
+    for lag in range(length):
+        value = velocities[length - 1 - lag] if ctx.history_given else None
+        history_rows.append(read_back(length - lag, value))
+    grad_history = None
+    needs = ctx.needs_input_grad
+    if needs[8]:
+        grad_history = torch.stack(history_rows).add_(grad_velocities[:length].flip(0))
+        grad_history = grad_history.transpose(1, 2)
+
+    previous_x = torch.cat([x0.t().unsqueeze(0), positions[:-1]])
+    previous_y = torch.cat([y0.t().unsqueeze(0), velocities[length : length + steps - 1]])
+    dims = (0, 2)
+    return (
+        grad_pre.transpose(1, 2) if needs[0] else None,
+        grad_weight_t.t() if needs[1] else None,
+        (adjoint * activations).sum(dims) if needs[2] else None,
+        -(adjoint * previous_x).sum(dims) if needs[3] else None,
+        (adjoint * previous_y).sum(dims) if needs[4] else None,
+        (grad_pre * previous_x).sum(dims) if needs[5] else None,
+        lambda_x.t() if needs[6] else None,
+        lambda_y_dynamics.t() if needs[7] else None,
+        grad_history,
+        None,
+        None,
+    )
 
 
 class HORNScan(torch.autograd.Function):
@@ -187,55 +317,44 @@ class HORNScan(torch.autograd.Function):
         delay: torch.Tensor | None,
         dt: float,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        if delay is not None:
+            positions, velocities, activations = _delayed_forward(
+                drive, weight, (gain, spring, retention), feedback, x0, y0, history, delay, dt
+            )
+            ctx.save_for_backward(
+                weight, gain, spring, retention, feedback, x0, y0, delay, positions,
+                velocities, activations,
+            )  # fmt: skip
+            ctx.dt = dt
+            ctx.length = velocities.shape[0] - positions.shape[0]
+            ctx.history_given = history is not None
+            # Back to the caller's (time, batch, unit) layout, contiguous as nn.RNN's outputs.
+            return positions.transpose(1, 2).contiguous(), velocities.transpose(1, 2).contiguous()
         drive = drive.contiguous()
         steps, batch, n_units = drive.shape
-        length = 1 if delay is None else int(delay.max()) + 1
         positions = drive.new_empty(steps, batch, n_units)
-        velocities = drive.new_empty(length + steps, batch, n_units)
+        velocities = drive.new_empty(1 + steps, batch, n_units)
         activations = drive.new_empty(steps, batch, n_units)
-        if delay is None:
-            velocities[0] = y0
-        elif history is None:
-            velocities[:length].zero_()
-        else:
-            velocities[:length] = history.flip(0)
+        velocities[0] = y0
         x, y = x0, y0
         outputs = zip(
             drive.unbind(0),
             positions.unbind(0),
-            velocities[length:].unbind(0),
+            velocities[1:].unbind(0),
             activations.unbind(0),
             strict=True,
         )
-        if delay is None:
-            weight_t = weight.t()
-            for drive_t, x_out, y_out, a_out in outputs:
-                # One addmm for input + bias + recurrent term; the rest in place in the outputs.
-                pre = torch.addmm(drive_t, y, weight_t)
-                if feedback is not None:
-                    pre.addcmul_(feedback, x)
-                torch.tanh(pre, out=a_out)
-                torch.mul(y, retention, out=y_out)
-                y_out.addcmul_(x, spring, value=-1.0).addcmul_(a_out, gain)
-                torch.add(x, y_out, alpha=dt, out=x_out)
-                x, y = x_out, y_out
-        else:
-            index = _gather_index(delay, batch, lag_from_end=True)
-            weight_column = weight.unsqueeze(-1)  # (n_i, n_j, 1)
-            for step, (drive_t, x_out, y_out, a_out) in enumerate(outputs):
-                # Gather Y[i, b, j] = yhat_j(t-1-d_ij) from the contiguous window of the last L
-                # velocities, then one batched mat-vec over targets: O(B n^2) per step.
-                window = velocities[step : step + length].view(-1)
-                delayed = window.index_select(0, index).view(n_units, batch, n_units)
-                recurrent = torch.bmm(delayed, weight_column).view(n_units, batch)
-                pre = torch.add(drive_t, recurrent.t())
-                if feedback is not None:
-                    pre.addcmul_(feedback, x)
-                torch.tanh(pre, out=a_out)
-                torch.mul(y, retention, out=y_out)
-                y_out.addcmul_(x, spring, value=-1.0).addcmul_(a_out, gain)
-                torch.add(x, y_out, alpha=dt, out=x_out)
-                x, y = x_out, y_out
+        weight_t = weight.t()
+        for drive_t, x_out, y_out, a_out in outputs:
+            # One addmm for input + bias + recurrent term; the rest in place in the outputs.
+            pre = torch.addmm(drive_t, y, weight_t)
+            if feedback is not None:
+                pre.addcmul_(feedback, x)
+            torch.tanh(pre, out=a_out)
+            torch.mul(y, retention, out=y_out)
+            y_out.addcmul_(x, spring, value=-1.0).addcmul_(a_out, gain)
+            torch.add(x, y_out, alpha=dt, out=x_out)
+            x, y = x_out, y_out
         ctx.save_for_backward(
             weight,
             gain,
@@ -250,16 +369,17 @@ class HORNScan(torch.autograd.Function):
             activations,
         )
         ctx.dt = dt
-        ctx.length = length
         return positions, velocities
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_positions: torch.Tensor, grad_velocities: torch.Tensor) -> tuple:
-        (weight, gain, spring, retention, feedback, x0, y0, delay) = ctx.saved_tensors[:8]
+        if ctx.saved_tensors[7] is not None:
+            return _delayed_backward(ctx, grad_positions, grad_velocities)
+        (weight, gain, spring, retention, feedback, x0, _, _) = ctx.saved_tensors[:8]
         positions, velocities, activations = ctx.saved_tensors[8:]
-        dt, length = ctx.dt, ctx.length
-        steps, batch, n_units = positions.shape
+        dt = ctx.dt
+        n_units = positions.shape[-1]
         grad_positions = grad_positions.contiguous()
         grad_velocities = grad_velocities.contiguous()
 
@@ -271,83 +391,28 @@ class HORNScan(torch.autograd.Function):
         grad_previous_x = torch.cat([torch.zeros_like(grad_positions[:1]), grad_positions[:-1]])
 
         lambda_x = grad_positions[-1]
-        if delay is None:
-            lambda_y = grad_velocities[-1]
-            rows = zip(
-                adjoint.unbind(0),
-                grad_pre.unbind(0),
-                slope.unbind(0),
-                grad_previous_x.unbind(0),
-                grad_velocities[:-1].unbind(0),
-                strict=True,
-            )
-            for adjoint_t, grad_pre_t, slope_t, grad_x_prev, grad_y_prev in reversed(list(rows)):
-                torch.add(lambda_y, lambda_x, alpha=dt, out=adjoint_t)
-                torch.mul(adjoint_t, slope_t, out=grad_pre_t)
-                new_lambda_x = torch.addcmul(grad_x_prev, adjoint_t, spring, value=-1.0)
-                new_lambda_x.add_(lambda_x)
-                if feedback is not None:
-                    new_lambda_x.addcmul_(grad_pre_t, feedback)
-                new_lambda_y = torch.addcmul(grad_y_prev, adjoint_t, retention)
-                new_lambda_y.addmm_(grad_pre_t, weight)
-                lambda_x, lambda_y = new_lambda_x, new_lambda_y
-            grad_history = None
-            flat_pre = grad_pre.view(-1, n_units)
-            grad_weight = flat_pre.t().mm(velocities[:-1].reshape(-1, n_units))
-            previous_y = velocities[:-1]
-        else:
-            forward_index = _gather_index(delay, batch, lag_from_end=True)
-            backward_index = _gather_index(delay, batch, lag_from_end=False)
-            # Adjoint of every step's pre-activation, padded by L zero rows on both sides so that
-            # the steps reading yhat(k) (steps k+1+d, d < L) are one contiguous window.
-            padded_pre = grad_pre.new_zeros(steps + 2 * length, batch, n_units)
-            grad_pre_rows = padded_pre[length : length + steps]
-            weight_t_column = weight.t().unsqueeze(-1)  # (n_j, n_i, 1)
-            grad_weight_3d = weight.new_zeros(n_units, 1, n_units)
-            lambda_y_dynamics = torch.zeros_like(lambda_x)
-            rows = zip(
-                adjoint.unbind(0),
-                grad_pre_rows.unbind(0),
-                slope.unbind(0),
-                grad_previous_x.unbind(0),
-                grad_velocities[length:].unbind(0),
-                strict=True,
-            )
-            for step, (adjoint_t, grad_pre_t, slope_t, grad_x_prev, grad_y_t) in reversed(
-                list(enumerate(rows))
-            ):
-                # Adjoint of yhat(step + 1): external + dynamics + the later steps that read it.
-                later = padded_pre[length + step + 1 : 2 * length + step + 1].view(-1)
-                readers = later.index_select(0, backward_index).view(n_units, batch, n_units)
-                lambda_y = torch.bmm(readers, weight_t_column).view(n_units, batch).t()
-                lambda_y = lambda_y + grad_y_t
-                lambda_y.add_(lambda_y_dynamics)
-                torch.add(lambda_y, lambda_x, alpha=dt, out=adjoint_t)
-                torch.mul(adjoint_t, slope_t, out=grad_pre_t)
-                window = velocities[step : step + length].view(-1)
-                delayed = window.index_select(0, forward_index).view(n_units, batch, n_units)
-                grad_weight_3d.baddbmm_(grad_pre_t.t().unsqueeze(1), delayed)
-                new_lambda_x = torch.addcmul(grad_x_prev, adjoint_t, spring, value=-1.0)
-                new_lambda_x.add_(lambda_x)
-                if feedback is not None:
-                    new_lambda_x.addcmul_(grad_pre_t, feedback)
-                lambda_y_dynamics = adjoint_t * retention
-                lambda_x = new_lambda_x
-            lambda_y = lambda_y_dynamics
-            grad_weight = grad_weight_3d.view(n_units, n_units)
-            grad_pre = grad_pre_rows
-            grad_history = None
-            if ctx.needs_input_grad[8]:
-                # History rows hold yhat(0), yhat(-1), ...: adjoint from the first steps' reads.
-                rows_back = []
-                for k in range(length):
-                    start = length - k  # padded row of step 0 - k ... of the readers of yhat(-k)
-                    later = padded_pre[start : start + length].view(-1)
-                    readers = later.index_select(0, backward_index).view(n_units, batch, n_units)
-                    rows_back.append(torch.bmm(readers, weight_t_column).view(n_units, batch).t())
-                grad_history = torch.stack(rows_back) + grad_velocities[:length].flip(0)
-            previous_y = torch.cat([y0.unsqueeze(0), velocities[length : length + steps - 1]])
-
+        lambda_y = grad_velocities[-1]
+        rows = zip(
+            adjoint.unbind(0),
+            grad_pre.unbind(0),
+            slope.unbind(0),
+            grad_previous_x.unbind(0),
+            grad_velocities[:-1].unbind(0),
+            strict=True,
+        )
+        for adjoint_t, grad_pre_t, slope_t, grad_x_prev, grad_y_prev in reversed(list(rows)):
+            torch.add(lambda_y, lambda_x, alpha=dt, out=adjoint_t)
+            torch.mul(adjoint_t, slope_t, out=grad_pre_t)
+            new_lambda_x = torch.addcmul(grad_x_prev, adjoint_t, spring, value=-1.0)
+            new_lambda_x.add_(lambda_x)
+            if feedback is not None:
+                new_lambda_x.addcmul_(grad_pre_t, feedback)
+            new_lambda_y = torch.addcmul(grad_y_prev, adjoint_t, retention)
+            new_lambda_y.addmm_(grad_pre_t, weight)
+            lambda_x, lambda_y = new_lambda_x, new_lambda_y
+        # All weight-gradient terms at once: sum_t grad_pre_t^T y_{t-1}.
+        grad_weight = grad_pre.view(-1, n_units).t().mm(velocities[:-1].reshape(-1, n_units))
+        previous_y = velocities[:-1]
         previous_x = torch.cat([x0.unsqueeze(0), positions[:-1]])
         needs = ctx.needs_input_grad
         grad_gain = (adjoint * activations).sum((0, 1)) if needs[2] else None
@@ -363,7 +428,7 @@ class HORNScan(torch.autograd.Function):
             grad_feedback,
             lambda_x if needs[6] else None,
             lambda_y if needs[7] else None,
-            grad_history,
+            None,
             None,
             None,
         )
