@@ -461,6 +461,28 @@ def test_step_module():
         step(torch.zeros(1, 3, dtype=torch.int64))
 
 
+def test_step_gradcheck_learnable():
+    step = HORNStep(
+        3,
+        alpha=t64([0.4, 0.5, 0.6]),
+        omega=t64(OMEGA_A),
+        gamma=0.05,
+        v=t64(V_A),
+        dt=0.7,
+        learnable=("alpha", "omega", "gamma", "v"),
+        dtype=torch.float64,
+    )
+    names = [name for name, _ in step.named_parameters()]
+    torch.manual_seed(4)
+    drive, x, y = (torch.randn(2, 3, dtype=torch.float64, requires_grad=True) for _ in range(3))
+
+    def function(drive, x, y, *values):
+        mapping = dict(zip(names, values, strict=True))
+        return torch.func.functional_call(step, mapping, (drive, (x, y)))
+
+    assert torch.autograd.gradcheck(function, (drive, x, y, *step.parameters()))
+
+
 def test_step_parameters_and_reset():
     shared = nn.Parameter(torch.tensor(0.3))
     step = HORNStep(4, omega=shared, gamma=torch.full((4,), 0.02), learnable=["alpha", "v"])
@@ -609,7 +631,7 @@ def test_meta_device_to_empty_reset():
     layer.to_empty(device="cpu")
     layer.reset_parameters()
     torch.testing.assert_close(layer.horn.omega, torch.tensor(OMEGA_A))
-    assert float(layer.horn.gamma) == pytest.approx(0.01)
+    assert float(layer.horn.gamma.detach()) == pytest.approx(0.01)
     assert layer.delay.tolist() == DELAY_B
     assert torch.isfinite(layer(torch.rand(5, 1))[0]).all()
     net = HORNSeqNetwork(1, [3, 2], 2, device="meta")
