@@ -7,8 +7,12 @@ output (the sMNIST readout) alternately with the baseline, after a warm-up, and 
 median times and the ratio HORN / baseline (below 1: HORN is faster). ``--forward-only``
 times the forward pass under ``torch.no_grad()`` instead.
 
+On a loaded machine, compare ``--threads 1`` too: with two intra-op threads every small op
+may wait for a descheduled worker, which penalises HORN's many small per-step ops more than
+the baselines' fewer, larger ones.
+
 Usage: python benchmarks/horn.py [--steps 784] [--batch 64] [--hidden 32 64] [--repeats 7]
-       [--dtype float32] [--forward-only]
+       [--dtype float32] [--forward-only] [--threads N]
 """
 
 from __future__ import annotations
@@ -50,7 +54,12 @@ def main(argv: list[str] | None = None) -> list[tuple[str, float, float]]:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     parser.add_argument("--forward-only", action="store_true")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch intra-op threads (0: leave the default)"
+    )
     args = parser.parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
 
     torch.manual_seed(0)
