@@ -598,6 +598,7 @@ def test_extra_repr():
     assert "recurrent_scale=0.5" in repr(HORNSeqLayer(1, 4, paper=True))
     net_text = repr(HORNSeqNetwork(1, [3, 2], 5, readout="mean"))
     assert "readout='mean'" in net_text and "n_output=5" in net_text
+    assert "n_hidden=[3, 2]" in net_text
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -652,6 +653,13 @@ def test_torch_compile_matches_eager(delay):
     (grad_compiled,) = torch.autograd.grad(x_compiled.sum(), s)
     (grad_eager,) = torch.autograd.grad(x_eager.sum(), s)
     torch.testing.assert_close(grad_compiled, grad_eager, rtol=1e-5, atol=1e-6)
+
+
+def test_torch_compile_network():
+    net = case_c_network(torch.float32, delay=[None, [[0, 2], [1, 0]]])
+    compiled = torch.compile(net, backend="eager", fullgraph=True)
+    s = short_input(torch.float32).unsqueeze(1).repeat(1, 3, 1)
+    torch.testing.assert_close(compiled(s), net(s), rtol=1e-6, atol=1e-6)
 
 
 # ---------------------------------------------------------------- layer bad input

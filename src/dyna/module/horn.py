@@ -668,4 +668,7 @@ class HORNSeqNetwork(nn.Module):
         return self.h2o(features)
 
     def extra_repr(self) -> str:
-        return f"n_input={self.n_input}, n_output={self.n_output}, readout={self.readout!r}"
+        return (
+            f"n_input={self.n_input}, n_hidden={self.n_hidden}, n_output={self.n_output}, "
+            f"readout={self.readout!r}"
+        )
