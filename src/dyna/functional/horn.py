@@ -225,6 +225,8 @@ def _delayed_backward(
     grad_velocities = grad_velocities.transpose(1, 2).contiguous()
 
     slope = activations.square().neg_().add_(1.0).mul_(gain_c)
+    # d x_t-coupling of each step's adjoint, -k + v * slope, for all steps at once.
+    coupling = -spring_c if feedback_c is None else (slope * feedback_c).sub_(spring_c)
     adjoint = torch.empty_like(activations)
     grad_previous_x = torch.cat([torch.zeros_like(grad_positions[:1]), grad_positions[:-1]])
     # Adjoint of every step's pre-activation, padded by L zero rows on both sides so that the
@@ -252,13 +254,10 @@ def _delayed_backward(
         lambda_y = read_back(length + step + 1, velocities[length + step])
         lambda_y.add_(grad_velocities[length + step]).add_(lambda_y_dynamics)
         adjoint_t = torch.add(lambda_y, lambda_x, alpha=dt, out=adjoint[step])
-        grad_pre_t = torch.mul(adjoint_t, slope[step], out=grad_pre[step])
-        new_lambda_x = torch.addcmul(grad_previous_x[step], adjoint_t, spring_c, value=-1.0)
-        new_lambda_x.add_(lambda_x)
-        if feedback_c is not None:
-            new_lambda_x.addcmul_(grad_pre_t, feedback_c)
+        torch.mul(adjoint_t, slope[step], out=grad_pre[step])
+        step_coupling = coupling if feedback_c is None else coupling[step]
+        lambda_x = torch.addcmul(grad_previous_x[step], adjoint_t, step_coupling).add_(lambda_x)
         lambda_y_dynamics = adjoint_t * retention_c
-        lambda_x = new_lambda_x
     # History rows hold yhat(0), yhat(-1), ...: read by the first steps.
     history_rows = []
     for lag in range(length):
@@ -385,6 +384,11 @@ class HORNScan(torch.autograd.Function):
 
         # d pre / d (gain-scaled) activation, for all steps at once: gain * (1 - a^2).
         slope = activations.square().neg_().add_(1.0).mul_(gain)
+        # d x_t-coupling of each step's adjoint, -k + v * slope, for all steps at once.
+        if feedback is None:
+            coupling = (-spring).expand_as(slope)
+        else:
+            coupling = (slope * feedback).sub_(spring)
         grad_pre = torch.empty_like(activations)
         adjoint = torch.empty_like(activations)  # yhat_t: adjoint of y_t inside step t
         # External gradient of x_{t-1} for each step t (none for x0).
@@ -396,17 +400,17 @@ class HORNScan(torch.autograd.Function):
             adjoint.unbind(0),
             grad_pre.unbind(0),
             slope.unbind(0),
+            coupling.unbind(0),
             grad_previous_x.unbind(0),
             grad_velocities[:-1].unbind(0),
             strict=True,
         )
-        for adjoint_t, grad_pre_t, slope_t, grad_x_prev, grad_y_prev in reversed(list(rows)):
+        for adjoint_t, grad_pre_t, slope_t, coupling_t, grad_x_prev, grad_y_prev in reversed(
+            list(rows)
+        ):
             torch.add(lambda_y, lambda_x, alpha=dt, out=adjoint_t)
             torch.mul(adjoint_t, slope_t, out=grad_pre_t)
-            new_lambda_x = torch.addcmul(grad_x_prev, adjoint_t, spring, value=-1.0)
-            new_lambda_x.add_(lambda_x)
-            if feedback is not None:
-                new_lambda_x.addcmul_(grad_pre_t, feedback)
+            new_lambda_x = torch.addcmul(grad_x_prev, adjoint_t, coupling_t).add_(lambda_x)
             new_lambda_y = torch.addcmul(grad_y_prev, adjoint_t, retention)
             new_lambda_y.addmm_(grad_pre_t, weight)
             lambda_x, lambda_y = new_lambda_x, new_lambda_y
