@@ -137,7 +137,7 @@ def horn_scan_ref(
     return empty, empty, history_out
 
 
-def _delay_rows(delay: torch.Tensor, reading: bool) -> torch.Tensor:
+def _delay_rows(delay: torch.Tensor, length: int, reading: bool) -> torch.Tensor:
     """Row indices into a (L * n, B) window of a unit-major (time, unit, batch) buffer.
 
     The delayed path runs with the batch innermost so that every connection's delayed values are
@@ -150,7 +150,7 @@ def _delay_rows(delay: torch.Tensor, reading: bool) -> torch.Tensor:
     n_units = delay.shape[0]
     units = torch.arange(n_units, device=delay.device).view(1, n_units)
     if reading:
-        lag_rows = int(delay.max()) - delay  # (n_i, n_j): L - 1 - d_ij
+        lag_rows = (length - 1) - delay  # (n_i, n_j): L - 1 - d_ij
     else:
         lag_rows = delay.t()  # (n_j, n_i): d_ij
     return (lag_rows * n_units + units).reshape(-1)
@@ -166,6 +166,7 @@ def _delayed_forward(
     history: torch.Tensor | None,
     delay: torch.Tensor,
     dt: float,
+    length: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The delayed scan in unit-major layout: positions, velocity buffer, activations.
 
@@ -176,7 +177,6 @@ def _delayed_forward(
         feedback = feedback.unsqueeze(1)
     drive = drive.transpose(1, 2).contiguous()
     steps, n_units, batch = drive.shape
-    length = int(delay.max()) + 1
     positions = drive.new_empty(steps, n_units, batch)
     velocities = drive.new_empty(length + steps, n_units, batch)
     activations = drive.new_empty(steps, n_units, batch)
@@ -184,7 +184,7 @@ def _delayed_forward(
         velocities[:length].zero_()
     else:
         velocities[:length] = history.flip(0).transpose(1, 2)
-    rows = _delay_rows(delay, reading=True)
+    rows = _delay_rows(delay, length, reading=True)
     weight_column = weight.unsqueeze(-1)  # (n_i, n_j, 1)
     products = drive.new_empty(n_units, n_units, batch)
     x, y = x0.t(), y0.t()
@@ -233,7 +233,7 @@ def _delayed_backward(
     # steps reading yhat(s) (steps s + d, d < L, 0-based) are one contiguous window.
     padded_pre = activations.new_zeros(steps + 2 * length, n_units, batch)
     grad_pre = padded_pre[length : length + steps]
-    rows = _delay_rows(delay, reading=False)
+    rows = _delay_rows(delay, length, reading=False)
     weight_t_column = weight.t().unsqueeze(-1)  # (n_j, n_i, 1)
     grad_weight_t = weight.new_zeros(n_units, n_units)  # (n_j, n_i)
     products = activations.new_empty(n_units, n_units, batch)
@@ -284,6 +284,7 @@ def _delayed_backward(
         grad_history,
         None,
         None,
+        None,
     )
 
 
@@ -294,9 +295,9 @@ class HORNScan(torch.autograd.Function):
     ``weight`` (n, n) already multiplied by the recurrent scale; the per-unit coefficients
     ``gain = dt*alpha``, ``spring = dt*omega**2``, ``retention = 1 - 2*gamma*dt`` and
     ``feedback = v`` (or None); ``x0``, ``y0`` (B, n); ``history`` (L, B, n) newest first or
-    None; ``delay`` (n, n) int64 or None. Outputs: the positions (T, B, n) and a chronological
-    velocity buffer (L + T, B, n) whose row L - 1 + k holds yhat(k) (L = 1 and row 0 = y0
-    without delays).
+    None; ``delay`` (n, n) int64 or None; ``dt``; the history length L = max(delay) + 1 (1
+    without delays). Outputs: the positions (T, B, n) and a chronological velocity buffer
+    (L + T, B, n) whose row L - 1 + k holds yhat(k) (row 0 = y0 without delays).
 
     Step: ``y' = retention*y - spring*x + gain*tanh(drive + W yhat + feedback*x); x' = x + dt*y'``.
     """
@@ -315,17 +316,27 @@ class HORNScan(torch.autograd.Function):
         history: torch.Tensor | None,
         delay: torch.Tensor | None,
         dt: float,
+        length: int,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         if delay is not None:
             positions, velocities, activations = _delayed_forward(
-                drive, weight, (gain, spring, retention), feedback, x0, y0, history, delay, dt
+                drive,
+                weight,
+                (gain, spring, retention),
+                feedback,
+                x0,
+                y0,
+                history,
+                delay,
+                dt,
+                length,
             )
             ctx.save_for_backward(
                 weight, gain, spring, retention, feedback, x0, y0, delay, positions,
                 velocities, activations,
             )  # fmt: skip
             ctx.dt = dt
-            ctx.length = velocities.shape[0] - positions.shape[0]
+            ctx.length = length
             ctx.history_given = history is not None
             # Back to the caller's (time, batch, unit) layout, contiguous as nn.RNN's outputs.
             return positions.transpose(1, 2).contiguous(), velocities.transpose(1, 2).contiguous()
@@ -435,6 +446,7 @@ class HORNScan(torch.autograd.Function):
             None,
             None,
             None,
+            None,
         )
 
 
@@ -521,7 +533,7 @@ def horn_scan(
     feedback = None if v is None else _per_unit(v, n_units, drive)
     positions, velocities = HORNScan.apply(
         drive, scaled_weight, gain, spring, retention, feedback, x0, y0, history,
-        delay, dt,
+        delay, dt, 1 if delay is None else max_delay + 1,
     )  # fmt: skip
     if delay is None:
         return positions, velocities[1:], None
