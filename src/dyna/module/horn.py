@@ -470,11 +470,24 @@ class HORNSeqLayer(nn.Module):
         drive = F.linear(
             sequence.to(compute), weight_ih, None if bias is None else bias.to(compute)
         )
+        feedback = self.horn.v
+        if (
+            not feedback.requires_grad
+            and feedback.device.type == "cpu"
+            and not torch.compiler.is_compiling()
+            and not bool(feedback.any())
+        ):
+            # A fixed zero v: skip the term (one op per step less). Checked on every call, so
+            # in-place edits of the buffer count; on the CPU the check costs no device sync.
+            feedback = None
         x_seq, y_seq, history_out = horn_scan(
             drive,
             self.h2h.weight.to(compute),
             None,
-            *(getattr(self.horn, name) for name in DYNAMICS),
+            self.horn.alpha,
+            self.horn.omega,
+            self.horn.gamma,
+            feedback,
             self.horn.dt,
             x0,
             y0,
