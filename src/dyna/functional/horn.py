@@ -211,6 +211,19 @@ def _delayed_forward(
     return positions, velocities, activations
 
 
+def _previous_sum(
+    weights: torch.Tensor, sequence: torch.Tensor, initial: torch.Tensor, dims: tuple[int, int]
+) -> torch.Tensor:
+    """sum_t weights_t * sequence_{t-1} with sequence_{-1} = initial, without concatenating.
+
+    ``dims`` are the (time, batch) dimensions of ``weights``; ``initial`` has no time dimension.
+    """
+    total = (weights[0] * initial).sum(dims[1] - 1)
+    if weights.shape[0] > 1:
+        total = total + (weights[1:] * sequence[:-1]).sum(dims)
+    return total
+
+
 def _delayed_backward(
     ctx: Any, grad_positions: torch.Tensor, grad_velocities: torch.Tensor
 ) -> tuple:
@@ -221,14 +234,19 @@ def _delayed_backward(
     steps, n_units, batch = positions.shape
     gain_c, spring_c, retention_c = (c.unsqueeze(1) for c in (gain, spring, retention))
     feedback_c = None if feedback is None else feedback.unsqueeze(1)
-    grad_positions = grad_positions.transpose(1, 2).contiguous()
-    grad_velocities = grad_velocities.transpose(1, 2).contiguous()
+    if grad_positions is None:
+        grad_positions = torch.zeros_like(positions)
+    else:
+        grad_positions = grad_positions.transpose(1, 2).contiguous()
+    if grad_velocities is not None:
+        grad_velocities = grad_velocities.transpose(1, 2).contiguous()
 
     slope = activations.square().neg_().add_(1.0).mul_(gain_c)
     # d x_t-coupling of each step's adjoint, -k + v * slope, for all steps at once.
     coupling = -spring_c if feedback_c is None else (slope * feedback_c).sub_(spring_c)
     adjoint = torch.empty_like(activations)
-    grad_previous_x = torch.cat([torch.zeros_like(grad_positions[:1]), grad_positions[:-1]])
+    # Gradient arriving at x_{t-1} from the outputs, for every step t (none for x0).
+    grad_previous_x = (torch.zeros_like(grad_positions[0]), *grad_positions[:-1].unbind(0))
     # Adjoint of every step's pre-activation, padded by L zero rows on both sides so that the
     # steps reading yhat(s) (steps s + d, d < L, 0-based) are one contiguous window.
     padded_pre = activations.new_zeros(steps + 2 * length, n_units, batch)
@@ -252,7 +270,9 @@ def _delayed_backward(
     for step in range(steps - 1, -1, -1):
         # Adjoint of y_{step+1}: external + dynamics of the next step + the steps that read it.
         lambda_y = read_back(length + step + 1, velocities[length + step])
-        lambda_y.add_(grad_velocities[length + step]).add_(lambda_y_dynamics)
+        lambda_y.add_(lambda_y_dynamics)
+        if grad_velocities is not None:
+            lambda_y.add_(grad_velocities[length + step])
         adjoint_t = torch.add(lambda_y, lambda_x, alpha=dt, out=adjoint[step])
         torch.mul(adjoint_t, slope[step], out=grad_pre[step])
         step_coupling = coupling if feedback_c is None else coupling[step]
@@ -266,19 +286,20 @@ def _delayed_backward(
     grad_history = None
     needs = ctx.needs_input_grad
     if needs[8]:
-        grad_history = torch.stack(history_rows).add_(grad_velocities[:length].flip(0))
+        grad_history = torch.stack(history_rows)
+        if grad_velocities is not None:
+            grad_history.add_(grad_velocities[:length].flip(0))
         grad_history = grad_history.transpose(1, 2)
 
-    previous_x = torch.cat([x0.t().unsqueeze(0), positions[:-1]])
-    previous_y = torch.cat([y0.t().unsqueeze(0), velocities[length : length + steps - 1]])
     dims = (0, 2)
+    y_sequence = velocities[length:]
     return (
         grad_pre.transpose(1, 2) if needs[0] else None,
         grad_weight_t.t() if needs[1] else None,
         (adjoint * activations).sum(dims) if needs[2] else None,
-        -(adjoint * previous_x).sum(dims) if needs[3] else None,
-        (adjoint * previous_y).sum(dims) if needs[4] else None,
-        (grad_pre * previous_x).sum(dims) if needs[5] else None,
+        -_previous_sum(adjoint, positions, x0.t(), dims) if needs[3] else None,
+        _previous_sum(adjoint, y_sequence, y0.t(), dims) if needs[4] else None,
+        _previous_sum(grad_pre, positions, x0.t(), dims) if needs[5] else None,
         lambda_x.t() if needs[6] else None,
         lambda_y_dynamics.t() if needs[7] else None,
         grad_history,
@@ -318,6 +339,7 @@ class HORNScan(torch.autograd.Function):
         dt: float,
         length: int,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        ctx.set_materialize_grads(False)
         if delay is not None:
             positions, velocities, activations = _delayed_forward(
                 drive,
@@ -390,8 +412,17 @@ class HORNScan(torch.autograd.Function):
         positions, velocities, activations = ctx.saved_tensors[8:]
         dt = ctx.dt
         n_units = positions.shape[-1]
+        # Outputs nobody used arrive as None (set_materialize_grads(False)): no zero tensors.
+        if grad_positions is None:
+            grad_positions = torch.zeros_like(positions)
         grad_positions = grad_positions.contiguous()
-        grad_velocities = grad_velocities.contiguous()
+        if grad_velocities is None:
+            grad_y_rows = (None,) * positions.shape[0]
+            lambda_y = torch.zeros_like(positions[0])
+        else:
+            grad_velocities = grad_velocities.contiguous()
+            grad_y_rows = grad_velocities[:-1].unbind(0)
+            lambda_y = grad_velocities[-1]
 
         # d pre / d (gain-scaled) activation, for all steps at once: gain * (1 - a^2).
         slope = activations.square().neg_().add_(1.0).mul_(gain)
@@ -402,18 +433,17 @@ class HORNScan(torch.autograd.Function):
             coupling = (slope * feedback).sub_(spring)
         grad_pre = torch.empty_like(activations)
         adjoint = torch.empty_like(activations)  # yhat_t: adjoint of y_t inside step t
-        # External gradient of x_{t-1} for each step t (none for x0).
-        grad_previous_x = torch.cat([torch.zeros_like(grad_positions[:1]), grad_positions[:-1]])
+        # Gradient arriving at x_{t-1} from the outputs, for every step t (none for x0).
+        grad_previous_x = (torch.zeros_like(grad_positions[0]), *grad_positions[:-1].unbind(0))
 
         lambda_x = grad_positions[-1]
-        lambda_y = grad_velocities[-1]
         rows = zip(
             adjoint.unbind(0),
             grad_pre.unbind(0),
             slope.unbind(0),
             coupling.unbind(0),
-            grad_previous_x.unbind(0),
-            grad_velocities[:-1].unbind(0),
+            grad_previous_x,
+            grad_y_rows,
             strict=True,
         )
         for adjoint_t, grad_pre_t, slope_t, coupling_t, grad_x_prev, grad_y_prev in reversed(
@@ -422,18 +452,21 @@ class HORNScan(torch.autograd.Function):
             torch.add(lambda_y, lambda_x, alpha=dt, out=adjoint_t)
             torch.mul(adjoint_t, slope_t, out=grad_pre_t)
             new_lambda_x = torch.addcmul(grad_x_prev, adjoint_t, coupling_t).add_(lambda_x)
-            new_lambda_y = torch.addcmul(grad_y_prev, adjoint_t, retention)
-            new_lambda_y.addmm_(grad_pre_t, weight)
+            if grad_y_prev is None:
+                new_lambda_y = torch.addmm(adjoint_t * retention, grad_pre_t, weight)
+            else:
+                new_lambda_y = torch.addcmul(grad_y_prev, adjoint_t, retention)
+                new_lambda_y.addmm_(grad_pre_t, weight)
             lambda_x, lambda_y = new_lambda_x, new_lambda_y
         # All weight-gradient terms at once: sum_t grad_pre_t^T y_{t-1}.
         grad_weight = grad_pre.view(-1, n_units).t().mm(velocities[:-1].reshape(-1, n_units))
         previous_y = velocities[:-1]
-        previous_x = torch.cat([x0.unsqueeze(0), positions[:-1]])
         needs = ctx.needs_input_grad
-        grad_gain = (adjoint * activations).sum((0, 1)) if needs[2] else None
-        grad_spring = -(adjoint * previous_x).sum((0, 1)) if needs[3] else None
-        grad_retention = (adjoint * previous_y).sum((0, 1)) if needs[4] else None
-        grad_feedback = (grad_pre * previous_x).sum((0, 1)) if needs[5] else None
+        dims = (0, 1)
+        grad_gain = (adjoint * activations).sum(dims) if needs[2] else None
+        grad_spring = -_previous_sum(adjoint, positions, x0, dims) if needs[3] else None
+        grad_retention = (adjoint * previous_y).sum(dims) if needs[4] else None
+        grad_feedback = _previous_sum(grad_pre, positions, x0, dims) if needs[5] else None
         return (
             grad_pre if needs[0] else None,
             grad_weight if needs[1] else None,
