@@ -25,6 +25,16 @@ with np.load(FIXTURE) as archive:
 DYNAMICS = ("alpha", "omega", "gamma", "v")
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Numbers do not depend on the thread count, but on an oversubscribed CPU every small
+    # per-step matmul can wait for a descheduled BLAS worker (seconds over T = 784).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def field(case: str, name: str) -> torch.Tensor:
     return DATA[f"{case}/{name}"]
 
