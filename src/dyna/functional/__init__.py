@@ -14,6 +14,7 @@ from dyna.functional.compact_spectral import (
     count_sketch,
 )
 from dyna.functional.gradient_normalization import backward_gradient_normalization
+from dyna.functional.horn import delay_steps, horn_scan, horn_scan_ref, horn_step
 from dyna.functional.log_proportional_error import log_proportional_error
 from dyna.functional.noise import noisein, noiseover
 from dyna.functional.siglog import siglog, siglog_parametric
@@ -26,6 +27,10 @@ __all__ = [
     "compact_spectral_features",
     "compact_spectral_inner",
     "count_sketch",
+    "delay_steps",
+    "horn_scan",
+    "horn_scan_ref",
+    "horn_step",
     "log_proportional_error",
     "noisein",
     "noiseover",
