@@ -15,11 +15,21 @@ from dyna.functional import (
     siglog,
     siglog_parametric,
 )
-from dyna.module import SignalStabilizationCompressor, SignalStabilizationCompressorMode
+from dyna.lib import TensorComposerDelta, TensorComposerMobius
+from dyna.module import (
+    DynamicConv2DDelta,
+    DynamicConv2DMobius,
+    SignalStabilizationCompressor,
+    SignalStabilizationCompressorMode,
+)
 
 __all__ = [
+    "DynamicConv2DDelta",
+    "DynamicConv2DMobius",
     "SignalStabilizationCompressor",
     "SignalStabilizationCompressorMode",
+    "TensorComposerDelta",
+    "TensorComposerMobius",
     "__version__",
     "backward_gradient_normalization",
     "log_proportional_error",
