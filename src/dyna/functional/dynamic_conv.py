@@ -121,6 +121,8 @@ def per_sample_conv2d_ref(
                 dilation=tuple(dilation),
             )
         else:
-            out = F.conv2d(sample[None], kernels, bias, stride=tuple(stride), dilation=tuple(dilation))
+            out = F.conv2d(
+                sample[None], kernels, bias, stride=tuple(stride), dilation=tuple(dilation)
+            )
         outputs.append(out)
     return torch.cat(outputs, dim=0)

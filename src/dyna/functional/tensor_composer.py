@@ -186,8 +186,12 @@ def delta_oriented_fields_ref(
     z1, z2 = w[:, :, 0], w[:, :, 1]
     lerp = torch.stack(
         (
-            (1 - c[..., 0]) * z1[..., 0] + c[..., 0] * z2[..., 0] - c[..., 1] * (z2[..., 1] - z1[..., 1]),
-            (1 - c[..., 0]) * z1[..., 1] + c[..., 0] * z2[..., 1] + c[..., 1] * (z2[..., 0] - z1[..., 0]),
+            (1 - c[..., 0]) * z1[..., 0]
+            + c[..., 0] * z2[..., 0]
+            - c[..., 1] * (z2[..., 1] - z1[..., 1]),
+            (1 - c[..., 0]) * z1[..., 1]
+            + c[..., 0] * z2[..., 1]
+            + c[..., 1] * (z2[..., 0] - z1[..., 0]),
         ),
         dim=-1,
     )
@@ -336,8 +340,12 @@ class _MobiusProjection(torch.autograd.Function):
                 # d/dv_re = u_re p_re + u_im p_im ; d/dv_im = u_re p_im - u_im p_re (summed over h)
                 gt_re = g_re.transpose(1, 2)
                 gt_im = g_im.transpose(1, 2)
-                grad_v[:, c, :, 0] = (gt_re @ u_re.unsqueeze(-1) + gt_im @ u_im.unsqueeze(-1))[..., 0]
-                grad_v[:, c, :, 1] = (gt_im @ u_re.unsqueeze(-1) - gt_re @ u_im.unsqueeze(-1))[..., 0]
+                grad_v[:, c, :, 0] = (gt_re @ u_re.unsqueeze(-1) + gt_im @ u_im.unsqueeze(-1))[
+                    ..., 0
+                ]
+                grad_v[:, c, :, 1] = (gt_im @ u_re.unsqueeze(-1) - gt_re @ u_im.unsqueeze(-1))[
+                    ..., 0
+                ]
             if need_planes:
                 # d/dp_re = u_re v_re - u_im v_im ; d/dp_im = u_re v_im + u_im v_re (summed over b)
                 # as (H, B) @ (B, W) products of grad-weighted u with v, per h row of grad:

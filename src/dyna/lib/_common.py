@@ -49,8 +49,7 @@ def check_context(x: object, context_length: int, name: str = "x") -> torch.Tens
     check_floating_tensor(name, x)
     if x.dim() != 2 or x.shape[1] != context_length:
         raise ValueError(
-            f"{name} must have shape (B, context_length={context_length}), "
-            f"got {tuple(x.shape)}"
+            f"{name} must have shape (B, context_length={context_length}), got {tuple(x.shape)}"
         )
     return x
 

@@ -234,8 +234,7 @@ class DynamicConv2DBase(nn.Module):
         check_floating_tensor("x", x)
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(
-                f"x must have shape (B, in_channels={self.in_channels}, H, W), "
-                f"got {tuple(x.shape)}"
+                f"x must have shape (B, in_channels={self.in_channels}, H, W), got {tuple(x.shape)}"
             )
         check_floating_tensor("context", context)
         if context.dim() != 2 or context.shape[1] != self.context_length:
@@ -287,4 +286,3 @@ class DynamicConv2DBase(nn.Module):
             f"dynamic_weights_shape={self.dynamic_weights_shape}, "
             f"dtype_weights={self.dtype_weights}"
         )
-
