@@ -110,7 +110,7 @@ def per_sample_conv2d_ref(
 ) -> torch.Tensor:
     """Plain twin of :func:`per_sample_conv2d`: one convolution per sample."""
     outputs = []
-    for sample, kernels in zip(x.unbind(0), weight.unbind(0)):
+    for sample, kernels in zip(x.unbind(0), weight.unbind(0), strict=True):
         if transpose:
             out = F.conv_transpose2d(
                 sample[None],

@@ -208,7 +208,7 @@ def delta_oriented_fields_ref(
 
 
 class _LiftSmall(torch.autograd.Function):
-    """Forward: values with |x| < eps become sign(x) * eps; backward: identity (straight-through)."""
+    """Forward: |x| < eps becomes sign(x) * eps; backward: identity (straight-through)."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, eps: float) -> torch.Tensor:

@@ -25,16 +25,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dyna.functional._checks import check_bool, check_floating_tensor, check_real
+from dyna.functional._checks import check_bool, check_real
 from dyna.functional.gradient_normalization import backward_gradient_normalization
 from dyna.functional.siglog import siglog
 from dyna.functional.tensor_composer import delta_oriented_fields, lift_small
 from dyna.lib._common import (
     check_context,
-    linear_without_init,
     check_output_shape,
     check_positive_int,
     check_weights_dtype,
+    linear_without_init,
 )
 from dyna.module.signal_stabilization_compressor import (
     SignalStabilizationCompressor,

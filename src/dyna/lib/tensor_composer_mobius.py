@@ -40,7 +40,7 @@ from dyna.lib._common import (
 
 
 def _interpolate_controls(controls: torch.Tensor, size: int) -> torch.Tensor:
-    """Linear interpolation (align_corners=False) of (B, 2, Rz, C, R) controls to (B, 2, C, R, size)."""
+    """Linear interpolation (align_corners=False) of (B, 2, Rz, C, R) to (B, 2, C, R, size)."""
     batch, _, count, subspaces, rank = controls.shape
     flat = controls.permute(0, 1, 3, 4, 2).reshape(batch, 2 * subspaces * rank, count)
     resampled = F.interpolate(flat, size=size, mode="linear", align_corners=False)

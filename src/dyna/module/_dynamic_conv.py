@@ -63,7 +63,7 @@ def normalize_output_padding(
     if value is None:
         raise ValueError("output_padding must be given (int or two ints) when transpose=True")
     pair = normalize_pair("output_padding", value, minimum=0)
-    for padding, step, spacing in zip(pair, stride, dilation):
+    for padding, step, spacing in zip(pair, stride, dilation, strict=True):
         if padding >= step and padding >= spacing:
             raise ValueError(
                 f"output_padding must be smaller than stride or dilation, got output_padding="
@@ -112,11 +112,10 @@ def create_index(
         orientations = (((k1, k0), True), ((k0, k1), False))
     else:
         orientations = (((k0, k1), False), ((k1, k0), True))
-    for (tile_height, tile_width), transposed in orientations:
-        if height % tile_height == 0 and width % tile_width == 0:
-            break
-    else:
+    fitting = [o for o in orientations if height % o[0][0] == 0 and width % o[0][1] == 0]
+    if not fitting:
         return torch.arange(height * width, dtype=torch.int64).reshape(height, width)
+    (tile_height, tile_width), transposed = fitting[0]
     tiles = torch.arange(out_channels * in_channels)
     tile_columns = width // tile_width
     row0 = (tiles // tile_columns * tile_height).view(-1, 1, 1)
