@@ -75,50 +75,59 @@ def backward_gradient_normalization_multiplicity(
 class _OrientedValue(torch.autograd.Function):
     """``w = Re(value * conj(o))`` with ``o = orient / sqrt(|orient|^2 + eps)`` and BGN on ``o``.
 
-    Inputs are (re, im) pairs laid out as (..., 2, N) views of the batched product of
-    :func:`delta_oriented_fields`; ``batch_axis`` is the axis BGN normalises per slice. One
-    fused forward and a hand-written backward replace a dozen autograd nodes over the largest
-    tensors of the Delta composer.
+    Input: ``v`` (r, part, B, comp, N), the batched product of :func:`delta_oriented_fields`
+    (part 0 value, 1 orientation; comp re, im). Output: (B, r, N) contiguous. BGN acts per
+    sample b on the gradient reaching o. One fused forward and a hand-written backward that
+    returns the whole gradient of ``v`` at once replace a dozen autograd nodes (and the
+    full-size zero fills of their slice backwards) over the composer's largest tensors.
     """
 
     @staticmethod
-    def forward(
-        ctx: Any,
-        value_re: torch.Tensor,
-        value_im: torch.Tensor,
-        orient_re: torch.Tensor,
-        orient_im: torch.Tensor,
-        eps: float,
-        bgn_eps: float,
-    ) -> torch.Tensor:
-        inverse_norm = torch.rsqrt(orient_re * orient_re + orient_im * orient_im + eps)
-        out = (value_re * orient_re + value_im * orient_im) * inverse_norm
-        ctx.save_for_backward(value_re, value_im, orient_re, orient_im, inverse_norm)
+    def forward(ctx: Any, v: torch.Tensor, eps: float, bgn_eps: float) -> torch.Tensor:
+        rank, _, batch, _, n = v.shape
+        value_re, value_im, orient_re, orient_im = _oriented_parts(v)
+        inverse_norm = torch.mul(orient_re, orient_re, out=v.new_empty(batch, rank, n))
+        inverse_norm.addcmul_(orient_im, orient_im).add_(eps).rsqrt_()
+        out = torch.mul(value_re, orient_re, out=v.new_empty(batch, rank, n))
+        out.addcmul_(value_im, orient_im).mul_(inverse_norm)
+        ctx.save_for_backward(v, inverse_norm, out)
         ctx.bgn_eps = bgn_eps
         return out
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        value_re, value_im, orient_re, orient_im, inverse_norm = ctx.saved_tensors
-        unit_re = orient_re * inverse_norm
-        unit_im = orient_im * inverse_norm
-        grad_value_re = grad * unit_re
-        grad_value_im = grad * unit_im
-        # BGN of the gradient reaching the unit orientation o: per sample (axis 0) over every
-        # other axis and both components.
-        dims = tuple(range(1, grad.dim()))
-        numel = 2 * math.prod(grad.shape[1:])
-        energy = (value_re * value_re + value_im * value_im).mul_(grad * grad)
-        norm = energy.sum(dim=dims, keepdim=True).sqrt_()
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        v, inverse_norm, out = ctx.saved_tensors
+        value_re, value_im, orient_re, orient_im = _oriented_parts(v)
+        grad_v = torch.empty_like(v)
+        grad_value_re, grad_value_im, grad_orient_re, grad_orient_im = _oriented_parts(grad_v)
+        # BGN of the gradient reaching o (g * value), per sample over r, N and both parts.
+        energy = value_re * value_re
+        energy.addcmul_(value_im, value_im).mul_(grad).mul_(grad)
+        norm = energy.sum(dim=(1, 2), keepdim=True).sqrt_()
+        numel = 2 * grad.shape[1] * grad.shape[2]
         scale = math.sqrt(numel) / (norm + grad.new_full((1,), ctx.bgn_eps))
-        grad_unit = grad * scale
-        grad_unit_re = grad_unit * value_re
-        grad_unit_im = grad_unit * value_im
-        # d(o)/d(orient) = (I - o o^T) / |orient|_eps, with o the unit vector computed with eps.
-        radial = grad_unit_re * unit_re + grad_unit_im * unit_im
-        grad_orient_re = (grad_unit_re - radial * unit_re).mul_(inverse_norm)
-        grad_orient_im = (grad_unit_im - radial * unit_im).mul_(inverse_norm)
-        return grad_value_re, grad_value_im, grad_orient_re, grad_orient_im, None, None
+        # d w / d value = o = orient * rho, with rho = 1 / |orient|_eps.
+        grad_rho = grad * inverse_norm
+        torch.mul(grad_rho, orient_re, out=grad_value_re)
+        torch.mul(grad_rho, orient_im, out=grad_value_im)
+        # d o / d orient = rho (I - o o^T); o . value = w, so the BGN-scaled gradient
+        # g' value gives grad_orient = g' rho (value - o w) = g' rho (value - orient rho w).
+        grad_rho.mul_(scale)
+        rho_w = inverse_norm * out
+        torch.addcmul(value_re, orient_re, rho_w, value=-1.0, out=grad_orient_re)
+        torch.addcmul(value_im, orient_im, rho_w, value=-1.0, out=grad_orient_im)
+        grad_orient_re.mul_(grad_rho)
+        grad_orient_im.mul_(grad_rho)
+        return grad_v, None, None
+
+
+def _oriented_parts(
+    v: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(value_re, value_im, orient_re, orient_im) of v (r, part, B, comp, N), each (B, r, N)."""
+    value = v[:, 0].transpose(0, 1)
+    orient = v[:, 1].transpose(0, 1)
+    return value[:, :, 0], value[:, :, 1], orient[:, :, 0], orient[:, :, 1]
 
 
 def delta_oriented_fields(
@@ -162,12 +171,7 @@ def delta_oriented_fields(
     # (r, pair, part, H, W, comp) -> (r, part, (pair, comp), H*W)
     fields = weights[0].permute(0, 2, 1, 5, 3, 4).reshape(rank * 2, 4, n)
     v = torch.baddbmm(bias, coefficients, fields).view(rank, 2, batch, 2, n)
-    value = v[:, 0].transpose(0, 1)  # (B, r, comp, N)
-    orient = v[:, 1].transpose(0, 1)
-    out = _OrientedValue.apply(
-        value[:, :, 0], value[:, :, 1], orient[:, :, 0], orient[:, :, 1], eps, _default_eps()
-    )
-    return out.reshape(batch, rank, height, width)
+    return _OrientedValue.apply(v, eps, _default_eps()).view(batch, rank, height, width)
 
 
 def delta_oriented_fields_ref(

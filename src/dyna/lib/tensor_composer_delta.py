@@ -28,7 +28,11 @@ from torch import nn
 from dyna.functional._checks import check_bool, check_real
 from dyna.functional.gradient_normalization import backward_gradient_normalization
 from dyna.functional.siglog import siglog
-from dyna.functional.tensor_composer import delta_oriented_fields, lift_small
+from dyna.functional.tensor_composer import (
+    delta_oriented_fields,
+    delta_oriented_fields_ref,
+    lift_small,
+)
 from dyna.lib._common import (
     check_context,
     check_output_shape,
@@ -168,7 +172,12 @@ class TensorComposerDelta(nn.Module):
         modulation = gated[:, : 12 * rank].reshape(batch, rank, 3, 2, 2)
 
         # Filter bank (B, r, H, W), stabilised along W.
-        bank = delta_oriented_fields(modulation, weights, self.eps)
+        if weights.dtype in (torch.bfloat16, torch.float16):
+            # Half precision keeps the reference's order of operations: the bank's gradients
+            # are mostly rounding noise there, and the batched product's reordering adds more.
+            bank = delta_oriented_fields_ref(modulation, weights, self.eps)
+        else:
+            bank = delta_oriented_fields(modulation, weights, self.eps)
         bank = self.stabilizer(bank)
 
         # Decorrelation. The Gram matrix is taken before the BGN, so its gradient reaches the
