@@ -94,8 +94,8 @@ def main() -> None:
 
     if hasattr(ref, "__version__"):  # ours has a version, the reference has none
         raise SystemExit("this script must import the reference DyNA, not ours (see the docstring)")
-    import dyna.lib  # noqa: F401
-    import dyna.module  # noqa: F401
+    import dyna.lib
+    import dyna.module
 
     data: dict[str, torch.Tensor] = {}
     for position, case in enumerate(CASES):
