@@ -301,6 +301,15 @@ def mobius_projection(
 
 
 class _MobiusProjection(torch.autograd.Function):
+    """One subspace at a time, each as rank-2 outer products (batched matrix products).
+
+    Per subspace c, ``Re(u v) = [u_re, -u_im] @ [v_re; v_im]`` and
+    ``Im(u v) = [u_re, u_im] @ [v_im; v_re]`` are (B, H, W) products with an inner size of 2,
+    and ``out += Re(u v) p_re + Im(u v) p_im``. The backward forms ``g p_re`` and ``g p_im`` once
+    per subspace and contracts them with u and v by matrix products; only the planes' gradient
+    needs the (B, H, W) products again.
+    """
+
     @staticmethod
     def forward(
         ctx: Any, u: torch.Tensor, v: torch.Tensor, plane_re: torch.Tensor, plane_im: torch.Tensor
@@ -308,56 +317,54 @@ class _MobiusProjection(torch.autograd.Function):
         ctx.save_for_backward(u, v, plane_re, plane_im)
         batch, subspaces, height = u.shape[:3]
         width = v.shape[2]
+        # (B, C, H, 2): left factors of Re(u v) and Im(u v); (B, C, 2, W): the right factor.
+        left_re = torch.stack((u[..., 0], -u[..., 1]), dim=-1)
+        right = v.transpose(2, 3)
+        right_swapped = right.flip(2)
         out = u.new_zeros(batch, height, width)
         for c in range(subspaces):
-            # Re(u v conj p) = (u_re v_re - u_im v_im) p_re + (u_re v_im + u_im v_re) p_im
-            #                = u_re (v_re p_re + v_im p_im) + u_im (v_re p_im - v_im p_re)
-            u_re = u[:, c, :, 0, None]
-            u_im = u[:, c, :, 1, None]
-            v_re = v[:, c, None, :, 0]
-            v_im = v[:, c, None, :, 1]
-            out.addcmul_(u_re, v_re * plane_re[c] + v_im * plane_im[c])
-            out.addcmul_(u_im, v_re * plane_im[c] - v_im * plane_re[c])
+            real = torch.bmm(left_re[:, c], right[:, c])
+            imag = torch.bmm(u[:, c], right_swapped[:, c])
+            out.addcmul_(real, plane_re[c]).addcmul_(imag, plane_im[c])
         return out
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         u, v, plane_re, plane_im = ctx.saved_tensors
         subspaces = u.shape[1]
-        grad_u = torch.empty_like(u) if ctx.needs_input_grad[0] else None
-        grad_v = torch.empty_like(v) if ctx.needs_input_grad[1] else None
+        need_u, need_v = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         need_planes = ctx.needs_input_grad[2] or ctx.needs_input_grad[3]
+        grad_u = torch.empty_like(u) if need_u else None
+        grad_v = torch.empty_like(v) if need_v else None
         grad_plane_re = torch.empty_like(plane_re) if need_planes else None
         grad_plane_im = torch.empty_like(plane_im) if need_planes else None
+        left_re = torch.stack((u[..., 0], -u[..., 1]), dim=-1)  # (B, C, H, 2)
+        left_im_t = u.transpose(2, 3).flip(2)  # (B, C, 2, H): rows (u_im, u_re)
+        left_re_t = left_re.transpose(2, 3)  # rows (u_re, -u_im)
+        right = v.transpose(2, 3)  # (B, C, 2, W): rows (v_re, v_im)
+        right_swapped = right.flip(2)  # rows (v_im, v_re)
+        v_conj = torch.stack((v[..., 0], -v[..., 1]), dim=-1)  # (B, C, W, 2)
+        v_swapped = v.flip(-1)  # (B, C, W, 2): columns (v_im, v_re)
         for c in range(subspaces):
-            u_re = u[:, c, :, 0]
-            u_im = u[:, c, :, 1]
-            v_re = v[:, c, :, 0]
-            v_im = v[:, c, :, 1]
-            g_re = grad * plane_re[c]  # (B, H, W)
-            g_im = grad * plane_im[c]
+            weighted_re = grad * plane_re[c]  # g p_re (B, H, W)
+            weighted_im = grad * plane_im[c]
             if grad_u is not None:
-                # d/du_re = v_re p_re + v_im p_im ; d/du_im = v_re p_im - v_im p_re (summed over w)
-                grad_u[:, c, :, 0] = (g_re @ v_re.unsqueeze(-1) + g_im @ v_im.unsqueeze(-1))[..., 0]
-                grad_u[:, c, :, 1] = (g_im @ v_re.unsqueeze(-1) - g_re @ v_im.unsqueeze(-1))[..., 0]
+                # d/du_re = sum_w g (v_re p_re + v_im p_im); d/du_im = sum_w g (v_re p_im - v_im p_re)
+                grad_u[:, c] = torch.bmm(weighted_re, v_conj[:, c]).add_(
+                    torch.bmm(weighted_im, v_swapped[:, c])
+                )
             if grad_v is not None:
-                # d/dv_re = u_re p_re + u_im p_im ; d/dv_im = u_re p_im - u_im p_re (summed over h)
-                gt_re = g_re.transpose(1, 2)
-                gt_im = g_im.transpose(1, 2)
-                grad_v[:, c, :, 0] = (gt_re @ u_re.unsqueeze(-1) + gt_im @ u_im.unsqueeze(-1))[
-                    ..., 0
-                ]
-                grad_v[:, c, :, 1] = (gt_im @ u_re.unsqueeze(-1) - gt_re @ u_im.unsqueeze(-1))[
-                    ..., 0
-                ]
+                # d/dv_re = sum_h g (u_re p_re + u_im p_im); d/dv_im = sum_h g (u_re p_im - u_im p_re)
+                grad_v[:, c] = (
+                    torch.bmm(left_re_t[:, c], weighted_re)
+                    .add_(torch.bmm(left_im_t[:, c], weighted_im))
+                    .transpose(1, 2)
+                )
             if need_planes:
-                # d/dp_re = u_re v_re - u_im v_im ; d/dp_im = u_re v_im + u_im v_re (summed over b)
-                # as (H, B) @ (B, W) products of grad-weighted u with v, per h row of grad:
-                # sum_b g[b,h,w] u[b,h] v[b,w] = einsum over b, done as one bmm over h.
-                gu_re = grad * u_re.unsqueeze(-1)  # (B, H, W)
-                gu_im = grad * u_im.unsqueeze(-1)
-                grad_plane_re[c] = (gu_re * v_re.unsqueeze(1) - gu_im * v_im.unsqueeze(1)).sum(0)
-                grad_plane_im[c] = (gu_re * v_im.unsqueeze(1) + gu_im * v_re.unsqueeze(1)).sum(0)
+                real = torch.bmm(left_re[:, c], right[:, c])
+                imag = torch.bmm(u[:, c], right_swapped[:, c])
+                torch.sum(real.mul_(grad), dim=0, out=grad_plane_re[c])
+                torch.sum(imag.mul_(grad), dim=0, out=grad_plane_im[c])
         return grad_u, grad_v, grad_plane_re, grad_plane_im
 
 

@@ -39,14 +39,6 @@ from dyna.lib._common import (
 )
 
 
-def _interpolate_controls(controls: torch.Tensor, size: int) -> torch.Tensor:
-    """Linear interpolation (align_corners=False) of (B, 2, Rz, C, R) to (B, 2, C, R, size)."""
-    batch, _, count, subspaces, rank = controls.shape
-    flat = controls.permute(0, 1, 3, 4, 2).reshape(batch, 2 * subspaces * rank, count)
-    resampled = F.interpolate(flat, size=size, mode="linear", align_corners=False)
-    return resampled.view(batch, 2, subspaces, rank, size)
-
-
 class TensorComposerMobius(nn.Module):
     """Context-driven complex outer products projected onto learned phase planes.
 
@@ -180,7 +172,6 @@ class TensorComposerMobius(nn.Module):
             "bl,tclr->btcr", zeta_im, g_re
         )
         transform_re, transform_im = mobius_latent_expansion(re, im, latent, self.eps)
-        transforms = torch.stack((transform_re, transform_im), dim=1)  # (B, 2, T, C, R)
 
         # Softmax over R of |zeta M|: the mixing weights beta (B, C, R).
         mix = backward_gradient_normalization(self.w_mix)
@@ -197,35 +188,39 @@ class TensorComposerMobius(nn.Module):
         gamma_re, gamma_im = inversions[..., 0], inversions[..., 1]  # (C, 1)
 
         # Rows: u = gamma * sum_R beta (S_i + shift_i) Z_i (gamma is constant over R).
-        space_i = self._transform_space(
-            backward_gradient_normalization(self.space_i),
-            transforms[:, :, 0],
-            transforms[:, :, 2 : 2 + count],
-            height,
+        s_re, s_im = self._transform_space(
+            backward_gradient_normalization(self.space_i)[0],
+            transform_re[:, 0],
+            transform_im[:, 0],
+            transform_re[:, 2 : 2 + count],
+            transform_im[:, 2 : 2 + count],
         )
-        mixed_i = torch.einsum("bcr,bcrnk->bcnk", beta, space_i)
+        weights = beta.unsqueeze(2)  # (B, C, 1, R)
+        mixed_re = torch.matmul(weights, s_re).squeeze(2)  # (B, C, H)
+        mixed_im = torch.matmul(weights, s_im).squeeze(2)
         u = torch.stack(
             (
-                mixed_i[..., 0] * gamma_re - mixed_i[..., 1] * gamma_im,
-                mixed_i[..., 0] * gamma_im + mixed_i[..., 1] * gamma_re,
+                mixed_re * gamma_re - mixed_im * gamma_im,
+                mixed_re * gamma_im + mixed_im * gamma_re,
             ),
             dim=-1,
         )  # (B, C, H, 2)
 
         # Columns: v = gamma * sum_R beta conj(S_j) / max(|S_j|^2, asymmetry).
-        space_j = self._transform_space(
-            backward_gradient_normalization(self.space_j),
-            transforms[:, :, 1],
-            transforms[:, :, 2 + count :],
-            width,
+        s_re, s_im = self._transform_space(
+            backward_gradient_normalization(self.space_j)[0],
+            transform_re[:, 1],
+            transform_im[:, 1],
+            transform_re[:, 2 + count :],
+            transform_im[:, 2 + count :],
         )
-        squared = (space_j * space_j).sum(dim=-1).clamp_min(self.asymmetry)
-        inverse_j = space_j * (beta[..., None, None] / squared[..., None])
-        mixed_j = inverse_j.sum(dim=2)  # (B, C, W, 2) = sum_R beta S_j / d
+        scale = beta.unsqueeze(-1) / (s_re * s_re + s_im * s_im).clamp_min(self.asymmetry)
+        mixed_re = (s_re * scale).sum(dim=2)  # (B, C, W): sum_R beta S_j / d
+        mixed_im = (s_im * scale).sum(dim=2)
         v = torch.stack(
             (
-                gamma_re * mixed_j[..., 0] + gamma_im * mixed_j[..., 1],
-                gamma_im * mixed_j[..., 0] - gamma_re * mixed_j[..., 1],
+                gamma_re * mixed_re + gamma_im * mixed_im,
+                gamma_im * mixed_re - gamma_re * mixed_im,
             ),
             dim=-1,
         )
@@ -239,17 +234,29 @@ class TensorComposerMobius(nn.Module):
 
     @staticmethod
     def _transform_space(
-        space: torch.Tensor, shift: torch.Tensor, controls: torch.Tensor, size: int
-    ) -> torch.Tensor:
-        """(S + shift) * interpolate(controls): (B, C, R, size, 2) complex as (re, im).
+        space: torch.Tensor,
+        shift_re: torch.Tensor,
+        shift_im: torch.Tensor,
+        controls_re: torch.Tensor,
+        controls_im: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(S + shift) * interpolate(controls) as (re, im), each (B, C, R, N).
 
-        space (1, C, R, size, 2); shift (B, 2, C, R); controls (B, 2, Rz, C, R).
+        space (C, R, N, 2); shift (B, C, R); controls (B, Rz, C, R). The linear interpolation
+        (PyTorch's align_corners=False rule) is a product with an (Rz, N) matrix, obtained by
+        interpolating the identity, so that it yields the (B, C, R, N) layout directly.
         """
-        shifted = space + shift.permute(0, 2, 3, 1).unsqueeze(-2)  # (B, C, R, size, 2)
-        modulation = _interpolate_controls(controls, size)  # (B, 2, C, R, size)
-        mod_re, mod_im = modulation[:, 0], modulation[:, 1]
-        s_re, s_im = shifted[..., 0], shifted[..., 1]
-        return torch.stack((s_re * mod_re - s_im * mod_im, s_re * mod_im + s_im * mod_re), dim=-1)
+        size = space.shape[2]
+        count = controls_re.shape[1]
+        identity = torch.eye(count, dtype=controls_re.dtype, device=controls_re.device)
+        resample = F.interpolate(identity[None], size=size, mode="linear", align_corners=False)[0]
+        mod_re = torch.matmul(controls_re.permute(0, 2, 3, 1), resample)
+        mod_im = torch.matmul(controls_im.permute(0, 2, 3, 1), resample)
+        shifted_re = space[..., 0] + shift_re.unsqueeze(-1)
+        shifted_im = space[..., 1] + shift_im.unsqueeze(-1)
+        out_re = shifted_re * mod_re - shifted_im * mod_im
+        out_im = shifted_re * mod_im + shifted_im * mod_re
+        return out_re, out_im
 
     def extra_repr(self) -> str:
         return (
