@@ -349,12 +349,14 @@ class _MobiusProjection(torch.autograd.Function):
             weighted_re = grad * plane_re[c]  # g p_re (B, H, W)
             weighted_im = grad * plane_im[c]
             if grad_u is not None:
-                # d/du_re = sum_w g (v_re p_re + v_im p_im); d/du_im = sum_w g (v_re p_im - v_im p_re)
+                # d/du_re = sum_w g (v_re p_re + v_im p_im)
+                # d/du_im = sum_w g (v_re p_im - v_im p_re)
                 grad_u[:, c] = torch.bmm(weighted_re, v_conj[:, c]).add_(
                     torch.bmm(weighted_im, v_swapped[:, c])
                 )
             if grad_v is not None:
-                # d/dv_re = sum_h g (u_re p_re + u_im p_im); d/dv_im = sum_h g (u_re p_im - u_im p_re)
+                # d/dv_re = sum_h g (u_re p_re + u_im p_im)
+                # d/dv_im = sum_h g (u_re p_im - u_im p_re)
                 grad_v[:, c] = (
                     torch.bmm(left_re_t[:, c], weighted_re)
                     .add_(torch.bmm(left_im_t[:, c], weighted_im))
@@ -363,8 +365,9 @@ class _MobiusProjection(torch.autograd.Function):
             if need_planes:
                 real = torch.bmm(left_re[:, c], right[:, c])
                 imag = torch.bmm(u[:, c], right_swapped[:, c])
-                torch.sum(real.mul_(grad), dim=0, out=grad_plane_re[c])
-                torch.sum(imag.mul_(grad), dim=0, out=grad_plane_im[c])
+                # einsum reduces over the batch in one pass (mul + sum takes three).
+                grad_plane_re[c] = torch.einsum("bhw,bhw->hw", real, grad)
+                grad_plane_im[c] = torch.einsum("bhw,bhw->hw", imag, grad)
         return grad_u, grad_v, grad_plane_re, grad_plane_im
 
 

@@ -152,7 +152,6 @@ class TensorComposerMobius(nn.Module):
         batch = x.shape[0]
         latent = self.latent_dim
         subspaces, rank, count = self.n_subspaces, self.rank_subspace, self.rank_transformations
-        height, width = self.output_shape
         x = x.to(self.space_i.dtype)
 
         projected = F.linear(x, self.context_transform.weight, self.context_transform.bias)
