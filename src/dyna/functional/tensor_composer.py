@@ -98,8 +98,6 @@ class _OrientedValue(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         v, inverse_norm, out = ctx.saved_tensors
         value_re, value_im, orient_re, orient_im = _oriented_parts(v)
-        grad_v = torch.empty_like(v)
-        grad_value_re, grad_value_im, grad_orient_re, grad_orient_im = _oriented_parts(grad_v)
         # BGN of the gradient reaching o (g * value), per sample over r, N and both parts.
         energy = value_re * value_re
         energy.addcmul_(value_im, value_im).mul_(grad).mul_(grad)
@@ -108,16 +106,17 @@ class _OrientedValue(torch.autograd.Function):
         scale = math.sqrt(numel) / (norm + grad.new_full((1,), ctx.bgn_eps))
         # d w / d value = o = orient * rho, with rho = 1 / |orient|_eps.
         grad_rho = grad * inverse_norm
-        torch.mul(grad_rho, orient_re, out=grad_value_re)
-        torch.mul(grad_rho, orient_im, out=grad_value_im)
+        grad_value_re = grad_rho * orient_re
+        grad_value_im = grad_rho * orient_im
         # d o / d orient = rho (I - o o^T); o . value = w, so the BGN-scaled gradient
         # g' value gives grad_orient = g' rho (value - o w) = g' rho (value - orient rho w).
         grad_rho.mul_(scale)
         rho_w = inverse_norm * out
-        torch.addcmul(value_re, orient_re, rho_w, value=-1.0, out=grad_orient_re)
-        torch.addcmul(value_im, orient_im, rho_w, value=-1.0, out=grad_orient_im)
-        grad_orient_re.mul_(grad_rho)
-        grad_orient_im.mul_(grad_rho)
+        grad_orient_re = torch.addcmul(value_re, orient_re, rho_w, value=-1.0).mul_(grad_rho)
+        grad_orient_im = torch.addcmul(value_im, orient_im, rho_w, value=-1.0).mul_(grad_rho)
+        # (B, r, 4, N) -> (r, part, B, comp, N), the layout of v (one copy).
+        grad_v = torch.stack((grad_value_re, grad_value_im, grad_orient_re, grad_orient_im), dim=2)
+        grad_v = grad_v.view(*grad.shape[:2], 2, 2, grad.shape[2]).permute(1, 2, 0, 3, 4)
         return grad_v, None, None
 
 
