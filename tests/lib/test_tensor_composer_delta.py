@@ -261,5 +261,5 @@ def test_bad_input():
         module(torch.zeros(5))
     with pytest.raises(TypeError, match="floating"):
         module(torch.zeros(2, 5, dtype=torch.int64))
-    with pytest.raises(TypeError, match="torch.Tensor"):
+    with pytest.raises(TypeError, match=r"torch\.Tensor"):
         module([[0.0] * 5])
