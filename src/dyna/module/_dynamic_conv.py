@@ -179,6 +179,11 @@ class DynamicConv2DBase(nn.Module):
             "dynamic_weights_index", self._create_index().to(device), persistent=False
         )
 
+    def _reset_index(self) -> None:
+        """Rebuild the index buffer (after ``to_empty()`` it holds uninitialised memory)."""
+        with torch.no_grad():
+            self.dynamic_weights_index.copy_(self._create_index())
+
     def _fit_shape(self, shape: list[int]) -> list[int]:
         """The reference's fit rule for this module's kernel size (see :func:`fit_shape`)."""
         return fit_shape(shape, self.kernel_size)

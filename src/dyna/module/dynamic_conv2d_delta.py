@@ -143,9 +143,13 @@ class DynamicConv2DDelta(DynamicConv2DBase):
         self._reset_own_parameters()
 
     def reset_parameters(self) -> None:
-        """Re-initialise the composer, then ``padding_dynamic_value`` ~ N(0, 1e-3^2)."""
+        """Re-initialise the composer, then ``padding_dynamic_value`` ~ N(0, 1e-3^2).
+
+        Also rebuilds the kernel index buffer (derived data, e.g. after ``to_empty()``).
+        """
         self.weights_lib.reset_parameters()
         self._reset_own_parameters()
+        self._reset_index()
 
     def _reset_own_parameters(self) -> None:
         if self.padding_dynamic_value is not None:

@@ -162,10 +162,12 @@ class DynamicConv2DMobius(DynamicConv2DBase):
 
         ``bias_dynamic_weights_lib`` ~ U(-asymmetry, asymmetry), ``bias_dynamic_conv`` ~
         U(+-sqrt(1 / (C_in k0 k1))), ``padding_dynamic_value`` and ``offset_dynamic_value`` ~
-        N(0, 1e-3^2); ``bias_static_buffer`` holds ``bias_static``.
+        N(0, 1e-3^2); ``bias_static_buffer`` holds ``bias_static``. Also rebuilds the kernel
+        index buffer (derived data, e.g. after ``to_empty()``).
         """
         self.weights_lib.reset_parameters()
         self._reset_own_parameters()
+        self._reset_index()
 
     def _reset_own_parameters(self) -> None:
         with torch.no_grad():
