@@ -320,7 +320,7 @@ def test_bias_dynamic_is_coerced():
 
 def test_bad_input():
     module = DynamicConv2DMobius(2, 3, 6, **SMALL, dtype_weights=torch.float32)
-    with pytest.raises(ValueError, match="context.shape"):
+    with pytest.raises(ValueError, match=r"context\.shape"):
         module(torch.randn(3, 2, 5, 5), torch.randn(2, 6))
     with pytest.raises(ValueError, match="in_channels=2"):
         module(torch.randn(3, 3, 5, 5), torch.randn(3, 6))
