@@ -18,6 +18,8 @@ from dyna.functional.tensor_composer import (
     mobius_latent_expansion_ref,
     mobius_projection,
     mobius_projection_ref,
+    stabilize,
+    stabilize_ref,
 )
 
 TOL = {torch.float64: 1e-12, torch.float32: 1e-5}
@@ -150,3 +152,17 @@ def test_mobius_projection_hand_value():
         u, v, torch.zeros(1, 1, 1, dtype=torch.float64), torch.ones(1, 1, 1, dtype=torch.float64)
     )
     assert out.shape == (1, 1, 1) and out.item() == 5.0
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+@pytest.mark.parametrize("shape", [(1, 1, 2), (3, 4, 5, 6)])
+def test_stabilize_matches_ref_and_the_compressor(dtype, shape):
+    from dyna.module import SignalStabilizationCompressor
+
+    gen = torch.Generator().manual_seed(len(shape))
+    x = torch.randn(shape, generator=gen, dtype=torch.float64) * 2
+    x.view(-1)[:3] = torch.tensor([0.0, 1.0, -1.0])[: x.numel()]  # siglog's kinks
+    x = x.to(dtype)
+    compare(lambda t: stabilize(t, 1e-12), lambda t: stabilize_ref(t, 1e-12), [x], dtype)
+    compressor = SignalStabilizationCompressor(True, True, True, eps=1e-12)
+    compare(lambda t: stabilize(t, 1e-12), compressor, [x], dtype)

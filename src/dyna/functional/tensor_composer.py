@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from dyna.functional.gradient_normalization import _default_eps, backward_gradient_normalization
+from dyna.functional.siglog import _apply_sign, _siglog_eps, siglog
 
 # ----------------------------------------------------------------------------- BGN with copies
 
@@ -208,6 +209,87 @@ def delta_oriented_fields_ref(
     denom = (v[:, :, 1] ** 2).sum(-1).add(eps).sqrt().unsqueeze(-1)
     orient = backward_gradient_normalization(v[:, :, 1] / denom)
     return (v[:, :, 0] * orient).sum(dim=-1)
+
+
+def _compressor_constants(dtype: torch.dtype, eps: float, leak: float) -> tuple[float, float]:
+    """The compressor's per-dtype (eps, leak): float16/float64 use the smallest normal number."""
+    if dtype in (torch.float32, torch.bfloat16):
+        return eps, leak
+    eps = torch.finfo(dtype).smallest_normal
+    return eps, math.sqrt(eps)
+
+
+class _Stabilize(torch.autograd.Function):
+    """The Delta composer's compressor with its three BGNs, forward and backward by hand."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, x: torch.Tensor, eps: float, leak: float, bgn_eps: float, siglog_eps: float
+    ) -> torch.Tensor:
+        sigmoid = torch.sigmoid(x)
+        leak_term = x * leak
+        gate = sigmoid + leak_term
+        # siglog(x) + leak term, in the order of SigLog.forward (then the leak is added).
+        value = _apply_sign(x, x.abs().add_(math.e).add_(siglog_eps).log_().sub_(1.0))
+        value.add_(leak_term)
+        z = gate * value
+        scale = torch.rsqrt(z.abs().mean(dim=-1, keepdim=True) + eps)
+        ctx.save_for_backward(x, sigmoid, gate, value, z, scale)
+        ctx.leak = leak
+        ctx.bgn_eps = bgn_eps
+        return z * scale
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, sigmoid, gate, value, z, scale = ctx.saved_tensors
+        dims = tuple(range(1, grad.dim()))
+        root = math.sqrt(math.prod(grad.shape[1:]))
+        bgn_eps = grad.new_full((1,), ctx.bgn_eps)
+
+        def normalize(g: torch.Tensor) -> torch.Tensor:
+            norm = torch.linalg.vector_norm(g, dim=dims, keepdim=True)
+            return g.mul_(root / (norm + bgn_eps))
+
+        grad = normalize(grad.clone())  # output BGN
+        # y = z (mean|z| + eps)^(-1/2): dz = g s - s^3 / (2 W) sum_w(g z) sign(z)
+        weighted = torch.einsum("...w,...w->...", grad, z).unsqueeze(-1)
+        weighted.mul_(scale.pow(3)).mul_(-0.5 / grad.shape[-1])
+        grad_z = normalize(torch.addcmul(grad.mul_(scale), weighted, z.sign()))  # mid BGN
+        # z = gate * value; gate' = s (1 - s) + leak; value' = siglog surrogate + leak.
+        magnitude = x.abs()
+        exponent = torch.where(magnitude < 1.0, magnitude, 0.0).sqrt_().add_(1.0)
+        surrogate = magnitude.pow_(exponent).add_(1.0).reciprocal_().add_(ctx.leak)
+        gate_slope = torch.addcmul(sigmoid, sigmoid, sigmoid, value=-1.0).add_(ctx.leak)
+        grad_x = surrogate.mul_(gate).addcmul_(gate_slope, value).mul_(grad_z)
+        return normalize(grad_x), None, None, None, None  # input BGN
+
+
+def stabilize(x: torch.Tensor, eps: float, leak: float = 1e-3) -> torch.Tensor:
+    """The Delta composer's signal stabilisation compressor, fused.
+
+    Equals ``SignalStabilizationCompressor(bgn_input=True, bgn_mid=True, bgn_output=True,
+    mode="gating", trainable=False, leak=leak, eps=eps)(x)`` (see :func:`stabilize_ref`), with
+    its per-dtype constants, in one forward pass and a hand-written backward.
+
+    Args:
+        x: (B, ..., W) floating; normalised over the last axis, BGN per sample.
+        eps: added under the square root (float32/bfloat16; float16/float64 use the dtype's
+            smallest normal number).
+        leak: leak coefficient (likewise replaced by sqrt(smallest normal)).
+    """
+    eps, leak = _compressor_constants(x.dtype, eps, leak)
+    return _Stabilize.apply(x, eps, leak, _default_eps(), _siglog_eps())
+
+
+def stabilize_ref(x: torch.Tensor, eps: float, leak: float = 1e-3) -> torch.Tensor:
+    """Literal twin of :func:`stabilize` (the compressor's autograd formula)."""
+    eps, leak = _compressor_constants(x.dtype, eps, leak)
+    x = backward_gradient_normalization(x)
+    leak_term = x * leak
+    z = (torch.sigmoid(x) + leak_term) * (siglog(x) + leak_term)
+    z = backward_gradient_normalization(z)
+    z = z * torch.rsqrt(z.abs().mean(dim=-1, keepdim=True) + eps)
+    return backward_gradient_normalization(z)
 
 
 class _LiftSmall(torch.autograd.Function):

@@ -32,6 +32,7 @@ from dyna.functional.tensor_composer import (
     delta_oriented_fields,
     delta_oriented_fields_ref,
     lift_small,
+    stabilize,
 )
 from dyna.lib._common import (
     check_context,
@@ -174,11 +175,12 @@ class TensorComposerDelta(nn.Module):
         # Filter bank (B, r, H, W), stabilised along W.
         if weights.dtype in (torch.bfloat16, torch.float16):
             # Half precision keeps the reference's order of operations: the bank's gradients
-            # are mostly rounding noise there, and the batched product's reordering adds more.
-            bank = delta_oriented_fields_ref(modulation, weights, self.eps)
+            # are mostly rounding noise there, and the fused paths' reordering adds more.
+            bank = self.stabilizer(delta_oriented_fields_ref(modulation, weights, self.eps))
         else:
             bank = delta_oriented_fields(modulation, weights, self.eps)
-        bank = self.stabilizer(bank)
+            # self.stabilizer's maths in one fused autograd node.
+            bank = stabilize(bank, self.stabilizer.eps, self.stabilizer.leak)
 
         # Decorrelation. The Gram matrix is taken before the BGN, so its gradient reaches the
         # bank both directly and through BGN(bank).
