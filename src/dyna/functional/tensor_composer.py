@@ -76,7 +76,7 @@ def backward_gradient_normalization_multiplicity(
 class _OrientedValue(torch.autograd.Function):
     """``w = Re(value * conj(o))`` with ``o = orient / sqrt(|orient|^2 + eps)`` and BGN on ``o``.
 
-    Input: ``v`` (r, part, B, comp, N), the batched product of :func:`delta_oriented_fields`
+    Input: ``v`` (r, part, comp, B, N), the batched product of :func:`delta_oriented_fields`
     (part 0 value, 1 orientation; comp re, im). Output: (B, r, N) contiguous. BGN acts per
     sample b on the gradient reaching o. One fused forward and a hand-written backward that
     returns the whole gradient of ``v`` at once replace a dozen autograd nodes (and the
@@ -85,7 +85,7 @@ class _OrientedValue(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, v: torch.Tensor, eps: float, bgn_eps: float) -> torch.Tensor:
-        rank, _, batch, _, n = v.shape
+        rank, _, _, batch, n = v.shape
         value_re, value_im, orient_re, orient_im = _oriented_parts(v)
         inverse_norm = torch.mul(orient_re, orient_re, out=v.new_empty(batch, rank, n))
         inverse_norm.addcmul_(orient_im, orient_im).add_(eps).rsqrt_()
@@ -115,19 +115,18 @@ class _OrientedValue(torch.autograd.Function):
         rho_w = inverse_norm * out
         grad_orient_re = torch.addcmul(value_re, orient_re, rho_w, value=-1.0).mul_(grad_rho)
         grad_orient_im = torch.addcmul(value_im, orient_im, rho_w, value=-1.0).mul_(grad_rho)
-        # (B, r, 4, N) -> (r, part, B, comp, N), the layout of v (one copy).
-        grad_v = torch.stack((grad_value_re, grad_value_im, grad_orient_re, grad_orient_im), dim=2)
-        grad_v = grad_v.view(*grad.shape[:2], 2, 2, grad.shape[2]).permute(1, 2, 0, 3, 4)
+        # (r, (part, comp), B, N): the layout of v, written by one copy.
+        parts = (grad_value_re, grad_value_im, grad_orient_re, grad_orient_im)
+        grad_v = torch.stack([part.transpose(0, 1) for part in parts], dim=1)
+        grad_v = grad_v.view(v.shape)
         return grad_v, None, None
 
 
 def _oriented_parts(
     v: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(value_re, value_im, orient_re, orient_im) of v (r, part, B, comp, N), each (B, r, N)."""
-    value = v[:, 0].transpose(0, 1)
-    orient = v[:, 1].transpose(0, 1)
-    return value[:, :, 0], value[:, :, 1], orient[:, :, 0], orient[:, :, 1]
+    """(value_re, value_im, orient_re, orient_im) of v (r, part, comp, B, N), each (B, r, N)."""
+    return tuple(v[:, part, comp].transpose(0, 1) for part in (0, 1) for comp in (0, 1))
 
 
 def delta_oriented_fields(
@@ -166,11 +165,11 @@ def delta_oriented_fields(
         ),
         dim=-2,
     )  # (B, r, part, comp, 4)
-    coefficients = coefficients.permute(1, 2, 0, 3, 4).reshape(rank * 2, batch * 2, 4)
-    bias = modulation[:, :, 1].permute(1, 2, 0, 3).reshape(rank * 2, batch * 2, 1)
+    coefficients = coefficients.permute(1, 2, 3, 0, 4).reshape(rank * 2, 2 * batch, 4)
+    bias = modulation[:, :, 1].permute(1, 2, 3, 0).reshape(rank * 2, 2 * batch, 1)
     # (r, pair, part, H, W, comp) -> (r, part, (pair, comp), H*W)
     fields = weights[0].permute(0, 2, 1, 5, 3, 4).reshape(rank * 2, 4, n)
-    v = torch.baddbmm(bias, coefficients, fields).view(rank, 2, batch, 2, n)
+    v = torch.baddbmm(bias, coefficients, fields).view(rank, 2, 2, batch, n)
     return _OrientedValue.apply(v, eps, _default_eps()).view(batch, rank, height, width)
 
 
