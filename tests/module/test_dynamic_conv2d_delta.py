@@ -327,3 +327,21 @@ def test_bad_input():
         module.get_weights(c, batch_dim=0)
     with pytest.raises(ValueError, match=r"context.shape\[0\]"):
         module.get_weights(c, batch_dim=2)
+
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_devices(device):
+    torch.manual_seed(0)
+    module = DynamicConv2DDelta(2, 3, 5, rank=2, padding=1, device=device, dtype=torch.float32)
+    assert all(t.device.type == device for t in [*module.parameters(), *module.buffers()])
+    x = torch.randn(2, 2, 5, 5, device=device, requires_grad=True)
+    c = torch.randn(2, 5, device=device)
+    y = module.eval()(x, c)
+    y.sum().backward()
+    assert y.device.type == device and x.grad.device.type == device
+    cpu = DynamicConv2DDelta(2, 3, 5, rank=2, padding=1, dtype=torch.float32).eval()
+    cpu.load_state_dict({k: v.cpu() for k, v in module.state_dict().items()})
+    torch.testing.assert_close(y.cpu(), cpu(x.detach().cpu(), c.cpu()), rtol=1e-4, atol=1e-5)

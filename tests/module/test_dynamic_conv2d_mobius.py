@@ -326,3 +326,23 @@ def test_bad_input():
         module(torch.randn(3, 3, 5, 5), torch.randn(3, 6))
     with pytest.raises(TypeError, match="context must have a floating"):
         module(torch.randn(3, 2, 5, 5), torch.ones(3, 6, dtype=torch.int64))
+
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_devices(device):
+    torch.manual_seed(0)
+    module = DynamicConv2DMobius(
+        2, 3, 6, **SMALL, padding=1, bias_static=0.5, device=device, dtype=torch.float32
+    )
+    assert all(t.device.type == device for t in [*module.parameters(), *module.buffers()])
+    x = torch.randn(2, 2, 5, 5, device=device, requires_grad=True)
+    c = torch.randn(1, 6, device=device)
+    y = module(x, c)
+    y.sum().backward()
+    assert y.device.type == device and x.grad.device.type == device
+    cpu = DynamicConv2DMobius(2, 3, 6, **SMALL, padding=1, bias_static=0.5, dtype=torch.float32)
+    cpu.load_state_dict({k: v.cpu() for k, v in module.state_dict().items()})
+    torch.testing.assert_close(y.cpu(), cpu(x.detach().cpu(), c.cpu()), rtol=1e-4, atol=1e-5)
