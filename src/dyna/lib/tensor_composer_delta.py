@@ -196,10 +196,11 @@ class TensorComposerDelta(nn.Module):
         filters = torch.baddbmm(filters, gram, normalized, alpha=-repulsion_scale)
         filters = lift_small(filters, self.eps)
         if self.training:
-            mean = filters.mean(dim=-1, keepdim=True).detach()
-            std = filters.std(dim=-1, keepdim=True).add(self.eps).detach()
-            noise = torch.randn_like(filters)
-            filters = filters + (noise * std + mean) * self.weights_noise_strength
+            std, mean = torch.std_mean(filters.detach(), dim=-1, keepdim=True)  # one pass
+            std = std.add(self.eps)
+            noise = torch.randn_like(filters)  # no gradient flows here: update in place
+            noise.mul_(std).add_(mean).mul_(self.weights_noise_strength)
+            filters = filters + noise
 
         # Rank weights over the r filters and the zero drain slot (logit + 1/sqrt(r)).
         logits = gated[:, 12 * rank :]
