@@ -28,9 +28,11 @@ from dyna.functional import (
     siglog,
     siglog_parametric,
 )
-from dyna.lib import CNUs, CompactSpectralMultiplier
+from dyna.lib import CNUs, CompactSpectralMultiplier, TensorComposerDelta, TensorComposerMobius
 from dyna.module import (
     Conv2dCNU,
+    DynamicConv2DDelta,
+    DynamicConv2DMobius,
     HORNSeqLayer,
     HORNSeqNetwork,
     HORNState,
@@ -44,6 +46,8 @@ __all__ = [
     "CNUs",
     "CompactSpectralMultiplier",
     "Conv2dCNU",
+    "DynamicConv2DDelta",
+    "DynamicConv2DMobius",
     "HORNSeqLayer",
     "HORNSeqNetwork",
     "HORNState",
@@ -51,6 +55,8 @@ __all__ = [
     "LinearCNU",
     "SignalStabilizationCompressor",
     "SignalStabilizationCompressorMode",
+    "TensorComposerDelta",
+    "TensorComposerMobius",
     "__version__",
     "backward_gradient_normalization",
     "cnu_blend_weights",

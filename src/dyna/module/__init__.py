@@ -2,6 +2,8 @@
 
 from dyna.functional.horn import delay_steps
 from dyna.module.cnu import Conv2dCNU, LinearCNU
+from dyna.module.dynamic_conv2d_delta import DynamicConv2DDelta
+from dyna.module.dynamic_conv2d_mobius import DynamicConv2DMobius
 from dyna.module.horn import HORNSeqLayer, HORNSeqNetwork, HORNState, HORNStep
 from dyna.module.signal_stabilization_compressor import (
     SignalStabilizationCompressor,
@@ -10,6 +12,8 @@ from dyna.module.signal_stabilization_compressor import (
 
 __all__ = [
     "Conv2dCNU",
+    "DynamicConv2DDelta",
+    "DynamicConv2DMobius",
     "HORNSeqLayer",
     "HORNSeqNetwork",
     "HORNState",

@@ -1,0 +1,128 @@
+"""Per-sample 2-D convolutions and the learned-value padding of the dynamic convolutions.
+
+:func:`per_sample_conv2d` convolves every sample with its own kernels in one grouped
+convolution (the batch folded into the groups), which costs about one static convolution of
+the same shape; :func:`per_sample_conv2d_ref` is its plain twin, one convolution per sample.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+
+def pad_with_value(
+    x: torch.Tensor, padding: Sequence[int], value: torch.Tensor | None
+) -> torch.Tensor:
+    """Zero-pad ``x`` in ``F.pad`` order (left, right, top, bottom), then add ``value`` there.
+
+    Args:
+        x: (B, C, H, W).
+        padding: four non-negative ints, (left, right, top, bottom).
+        value: a one-element tensor (the learned padding value, differentiable) or None for
+            plain zero padding. ``x`` and ``value`` combine by type promotion, as in the
+            reference (``pad(x, 1) - pad(x, 0)`` times the value).
+
+    Returns:
+        (B, C, H + top + bottom, W + left + right).
+    """
+    padded = F.pad(x, list(padding))
+    if value is None:
+        return padded
+    left, right, top, bottom = padding
+    height, width = x.shape[-2:]
+    mask = x.new_ones((height + top + bottom, width + left + right))
+    mask[top : top + height, left : left + width] = 0
+    return padded + mask * value
+
+
+def pad_with_value_ref(
+    x: torch.Tensor, padding: Sequence[int], value: torch.Tensor | None
+) -> torch.Tensor:
+    """Literal twin of :func:`pad_with_value` (the reference's two paddings)."""
+    if value is None:
+        return F.pad(x, list(padding), mode="constant", value=0.0)
+    ones = F.pad(x, list(padding), mode="constant", value=1.0)
+    zeros = F.pad(x, list(padding), mode="constant", value=0.0)
+    return zeros + (ones - zeros) * value
+
+
+def per_sample_conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    *,
+    stride: Sequence[int] = (1, 1),
+    dilation: Sequence[int] = (1, 1),
+    transpose: bool = False,
+    output_padding: Sequence[int] = (0, 0),
+) -> torch.Tensor:
+    """Convolve sample b of ``x`` with kernels ``weight[b]`` (no padding: pad beforehand).
+
+    Args:
+        x: (B, C_in, H, W).
+        weight: (B, C_out, C_in, k0, k1), or (B, C_in, C_out, k0, k1) when ``transpose``.
+        bias: (C_out,) shared by all samples, or None.
+        stride, dilation: two ints each.
+        transpose: use ``conv_transpose2d`` (with ``output_padding``) instead of ``conv2d``.
+        output_padding: two ints (transposed only).
+
+    Returns:
+        (B, C_out, H', W'): the batch folded into groups, one grouped convolution.
+    """
+    batch, in_channels = x.shape[:2]
+    folded_input = x.reshape(1, batch * in_channels, *x.shape[2:])
+    folded_weight = weight.reshape(batch * weight.shape[1], *weight.shape[2:])
+    folded_bias = None if bias is None else bias.repeat(batch)
+    if transpose:
+        out = F.conv_transpose2d(
+            folded_input,
+            folded_weight,
+            folded_bias,
+            stride=tuple(stride),
+            output_padding=tuple(output_padding),
+            groups=batch,
+            dilation=tuple(dilation),
+        )
+    else:
+        out = F.conv2d(
+            folded_input,
+            folded_weight,
+            folded_bias,
+            stride=tuple(stride),
+            dilation=tuple(dilation),
+            groups=batch,
+        )
+    return out.view(batch, -1, *out.shape[2:])
+
+
+def per_sample_conv2d_ref(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    *,
+    stride: Sequence[int] = (1, 1),
+    dilation: Sequence[int] = (1, 1),
+    transpose: bool = False,
+    output_padding: Sequence[int] = (0, 0),
+) -> torch.Tensor:
+    """Plain twin of :func:`per_sample_conv2d`: one convolution per sample."""
+    outputs = []
+    for sample, kernels in zip(x.unbind(0), weight.unbind(0), strict=True):
+        if transpose:
+            out = F.conv_transpose2d(
+                sample[None],
+                kernels,
+                bias,
+                stride=tuple(stride),
+                output_padding=tuple(output_padding),
+                dilation=tuple(dilation),
+            )
+        else:
+            out = F.conv2d(
+                sample[None], kernels, bias, stride=tuple(stride), dilation=tuple(dilation)
+            )
+        outputs.append(out)
+    return torch.cat(outputs, dim=0)

@@ -1,0 +1,233 @@
+"""Tensor composer "Delta": one real (H, W) matrix per sample from a context vector.
+
+A linear map of the context, gated by its own siglog, gives per-sample complex coefficients for
+a bank of ``rank`` learned complex filter pairs (z1, z2): each filter is interpolated,
+``l = z1 + c (z2 - z1)``, shifted and scaled, ``v = beta + l s``, separately for a "value" and an
+"orientation" part, and projected, ``w = Re(v_value * conj(v_orient / |v_orient|))``. The bank is
+stabilised by a :class:`~dyna.module.SignalStabilizationCompressor`, decorrelated (a repulsion
+between filters built from their raw dot products, plus straight-through "penalty" gradients),
+and mixed with a softmax over the rank and an extra all-zero "drain" slot:
+
+    out[b] = sum_k pi[b, k] F[b, k],   pi = softmax(siglog(q / tau)),   tau = extras[0]
+
+Matches the reference DyNA implementation (github.com/Sombressoul/dyna at 01c17ea) in values,
+gradients, parameter names and initial values, with one fix: in ``eval()`` no noise is drawn
+(the reference also perturbs the rank logits in eval mode). The straight-through terms, the
+non-zero-mean filter noise and the non-detached std of the rank noise are kept.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dyna.functional._checks import check_bool, check_real
+from dyna.functional.gradient_normalization import backward_gradient_normalization
+from dyna.functional.siglog import siglog
+from dyna.functional.tensor_composer import (
+    delta_oriented_fields,
+    delta_oriented_fields_ref,
+    lift_small,
+    stabilize,
+)
+from dyna.lib._common import (
+    check_context,
+    check_output_shape,
+    check_positive_int,
+    check_weights_dtype,
+    linear_without_init,
+)
+from dyna.module.signal_stabilization_compressor import (
+    SignalStabilizationCompressor,
+    SignalStabilizationCompressorMode,
+)
+
+
+class TensorComposerDelta(nn.Module):
+    """Context-driven bank of complex filters mixed into one (H, W) matrix per sample.
+
+    Args:
+        output_shape: (H, W) of the generated matrix, H * W >= 2.
+        context_length: size Lc of the context vector.
+        context_use_bias: bias in the context projection (default True).
+        rank: number r of filters in the bank (default 4).
+        initialization_std: std of the normal initialisation of the bank (default 1e-4).
+        weights_repulsion_strength: strength of the repulsion between filters (default 0.3).
+        weights_noise_strength: training-time noise on the filters (default 0.01).
+        rank_noise_strength: training-time noise on the rank logits (default 0.01).
+        similarity_penalty_strength: straight-through gradient of the filters' squared dot
+            products (default 0.1; adds nothing in the forward pass).
+        eps: numerical guard (default 1e-12; stored as max(eps, 6e-8) for float16 weights).
+        dtype_weights: dtype of the projection and the bank (default bfloat16); ``dtype``, when
+            given, replaces it.
+        device: device of the parameters.
+        dtype: see ``dtype_weights``. The temperature ``extras`` is float32 unless the module is
+            converted after construction.
+
+    Parameters (state_dict): ``weights`` (1, r, 2, 2, H, W, 2), ``extras`` (1,) the temperature
+    (5.0), ``context_transform.weight`` (26r + 2, Lc) and ``context_transform.bias``.
+
+    Shape:
+        - Input: (B, Lc), floating.
+        - Output: (B, H, W) in the input's dtype (computed in the parameters' dtype).
+
+    Example:
+        >>> composer = TensorComposerDelta([4, 3], 5, rank=2, dtype=torch.float32).eval()
+        >>> composer(torch.randn(2, 5)).shape
+        torch.Size([2, 4, 3])
+    """
+
+    def __init__(
+        self,
+        output_shape: Sequence[int],
+        context_length: int,
+        context_use_bias: bool = True,
+        rank: int = 4,
+        initialization_std: float = 1.0e-4,
+        weights_repulsion_strength: float = 0.3,
+        weights_noise_strength: float = 0.01,
+        rank_noise_strength: float = 0.01,
+        similarity_penalty_strength: float = 0.1,
+        eps: float = 1.0e-12,
+        dtype_weights: torch.dtype = torch.bfloat16,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.output_shape = check_output_shape(output_shape, min_numel=2)
+        self.context_length = check_positive_int("context_length", context_length)
+        self.context_use_bias = check_bool("context_use_bias", context_use_bias)
+        self.rank = check_positive_int("rank", rank)
+        self.initialization_std = check_real(
+            "initialization_std", initialization_std, minimum=0.0, strictly_greater=True
+        )
+        self.weights_repulsion_strength = check_real(
+            "weights_repulsion_strength", weights_repulsion_strength, minimum=0.0
+        )
+        self.weights_noise_strength = check_real(
+            "weights_noise_strength", weights_noise_strength, minimum=0.0
+        )
+        self.rank_noise_strength = check_real(
+            "rank_noise_strength", rank_noise_strength, minimum=0.0
+        )
+        self.similarity_penalty_strength = check_real(
+            "similarity_penalty_strength", similarity_penalty_strength, minimum=0.0
+        )
+        eps = check_real("eps", eps, minimum=0.0, strictly_greater=True)
+        self.dtype_weights = check_weights_dtype(dtype if dtype is not None else dtype_weights)
+        # float16 cannot represent 1e-12: the reference floors eps at 6e-8 there.
+        self.eps = max(eps, 6.0e-8) if self.dtype_weights == torch.float16 else eps
+        factory_kwargs = {"device": device, "dtype": self.dtype_weights}
+
+        self.stabilizer = SignalStabilizationCompressor(
+            bgn_input=True,
+            bgn_mid=True,
+            bgn_output=True,
+            mode=SignalStabilizationCompressorMode.GATING,
+            trainable=False,
+            leak=1.0e-3,
+            eps=self.eps,
+        )
+        self.context_transform = linear_without_init(
+            self.context_length, 26 * self.rank + 2, self.context_use_bias, **factory_kwargs
+        )
+        self.weights = nn.Parameter(
+            torch.empty(1, self.rank, 2, 2, *self.output_shape, 2, **factory_kwargs)
+        )
+        self.extras = nn.Parameter(
+            torch.empty(1, device=device, dtype=dtype if dtype is not None else torch.float32)
+        )
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Initialise as the reference does, with the same draws in the same order.
+
+        The projection gets PyTorch's default initialisation (consuming its draws), then a
+        Xavier-uniform weight; the bank is N(0, initialization_std^2); the temperature 5.0.
+        """
+        self.context_transform.reset_parameters()
+        nn.init.xavier_uniform_(self.context_transform.weight)
+        nn.init.normal_(self.weights, mean=0.0, std=self.initialization_std)
+        with torch.no_grad():
+            self.extras.fill_(5.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_context(x, self.context_length)
+        input_dtype = x.dtype
+        weights = self.weights
+        batch = x.shape[0]
+        rank = self.rank
+        height, width = self.output_shape
+        if batch == 0:
+            return x.new_zeros(0, height, width)
+        x = x.to(weights.dtype)
+
+        projected = F.linear(x, self.context_transform.weight, self.context_transform.bias)
+        n_active = 13 * rank + 1
+        gated = projected[:, :n_active] * siglog(projected[:, n_active:])
+        modulation = gated[:, : 12 * rank].reshape(batch, rank, 3, 2, 2)
+
+        # Filter bank (B, r, H, W), stabilised along W.
+        if weights.dtype in (torch.bfloat16, torch.float16):
+            # Half precision keeps the reference's order of operations: the bank's gradients
+            # are mostly rounding noise there, and the fused paths' reordering adds more.
+            bank = self.stabilizer(delta_oriented_fields_ref(modulation, weights, self.eps))
+        else:
+            bank = delta_oriented_fields(modulation, weights, self.eps)
+            # self.stabilizer's maths in one fused autograd node.
+            bank = stabilize(bank, self.stabilizer.eps, self.stabilizer.leak)
+
+        # Decorrelation. The Gram matrix is taken before the BGN, so its gradient reaches the
+        # bank both directly and through BGN(bank).
+        raw = bank.reshape(batch, rank, height * width)
+        gram = torch.bmm(raw, raw.transpose(1, 2))
+        normalized = backward_gradient_normalization(raw)
+        off_diagonal = ~torch.eye(rank, dtype=torch.bool, device=gram.device)
+        gram = gram * off_diagonal
+        penalty = gram.pow(2).mean(dim=-1, keepdim=True)
+        # Straight-through: adds exactly 0, its gradient is lambda_sim times the row sums.
+        filters = normalized + (penalty - penalty.detach()) * self.similarity_penalty_strength
+        repulsion_scale = self.weights_repulsion_strength / math.sqrt(rank) / max(rank - 1, 1)
+        filters = torch.baddbmm(filters, gram, normalized, alpha=-repulsion_scale)
+        filters = lift_small(filters, self.eps)
+        if self.training:
+            std, mean = torch.std_mean(filters.detach(), dim=-1, keepdim=True)  # one pass
+            std = std.add(self.eps)
+            noise = torch.randn_like(filters)  # no gradient flows here: update in place
+            noise.mul_(std).add_(mean).mul_(self.weights_noise_strength)
+            filters = filters + noise
+
+        # Rank weights over the r filters and the zero drain slot (logit + 1/sqrt(r)).
+        logits = gated[:, 12 * rank :]
+        drain_shift = torch.zeros(rank + 1, dtype=logits.dtype, device=logits.device)
+        drain_shift[rank] = 1.0 / math.sqrt(rank)
+        logits = logits + drain_shift
+        if self.training:
+            logits_std = logits.std(dim=-1, keepdim=True).add(self.eps)
+            logits = logits + torch.randn_like(logits) * logits_std * self.rank_noise_strength
+        probabilities = torch.softmax(logits, dim=-1)
+        entropy = -(probabilities * probabilities.add(self.eps).log()).sum(dim=-1, keepdim=True)
+        logits = logits + (entropy - entropy.detach())
+        mixing = torch.softmax(siglog(logits / self.extras[0]), dim=-1)
+        mixing = backward_gradient_normalization(mixing)
+
+        # The drain slot holds zeros: only the r filters contribute.
+        out = torch.bmm(mixing[:, None, :rank], filters).view(batch, height, width)
+        return out.to(input_dtype)
+
+    def extra_repr(self) -> str:
+        return (
+            f"output_shape={list(self.output_shape)}, context_length={self.context_length}, "
+            f"rank={self.rank}, context_use_bias={self.context_use_bias}, "
+            f"weights_repulsion_strength={self.weights_repulsion_strength}, "
+            f"weights_noise_strength={self.weights_noise_strength}, "
+            f"rank_noise_strength={self.rank_noise_strength}, "
+            f"similarity_penalty_strength={self.similarity_penalty_strength}, "
+            f"initialization_std={self.initialization_std}, eps={self.eps}, "
+            f"dtype_weights={self.dtype_weights}"
+        )
