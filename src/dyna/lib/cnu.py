@@ -348,7 +348,7 @@ class CNUs(nn.Module):
         return responses, indices, weights
 
     def _scramble(self, z: torch.Tensor, responses: torch.Tensor, winners: torch.Tensor) -> None:
-        q, d, u = self.q, self.d, self.u
+        q, m, d, u = self.q, self.m, self.d, self.u
         # Per unit: the batch element whose best match is loosest, and the weak keys.
         worst, element = torch.min(responses[..., 0], dim=0)
         weak = torch.logical_and(self.mu < self.tau_mu, self.eta >= self.tau_eta)
@@ -366,13 +366,16 @@ class CNUs(nn.Module):
         )
         element_winner = winners.gather(1, element.view(q, 1))
         # Warm start: the candidate's memory becomes a copy of the winner's. A unit that does
-        # not scramble copies its candidate's memory onto itself, so one gather and one
-        # scatter of memory rows serve every unit (memories are large, the indices are not).
+        # not scramble copies its candidate's memory onto itself, so one row copy serves every
+        # unit. Rows of the flat (q·m, u) view are copied whole: a gather/scatter with a
+        # (q, 1, u) index costs 20x more (an index per element of the large memory rows).
         source = torch.where(scrambled_q1, element_winner, candidate.view(q, 1))
-        self.M.scatter_(
-            1,
-            candidate.view(q, 1, 1).expand(q, 1, u),
-            self.M.gather(1, source.view(q, 1, 1).expand(q, 1, u)),
+        unit_offsets = torch.arange(0, q * m, m, device=source.device)
+        flat_memories = self.M.view(q * m, u)
+        flat_memories.index_copy_(
+            0,
+            unit_offsets + candidate,
+            flat_memories.index_select(0, unit_offsets + source.view(q)),
         )
         winners.scatter_(
             1, element.view(q, 1), torch.where(scrambled_q1, candidate.view(q, 1), element_winner)
