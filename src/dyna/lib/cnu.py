@@ -305,7 +305,6 @@ class CNUs(nn.Module):
             self.K.data = F.normalize(self.K.data, p=2.0, dim=2, eps=1e-12)
         z = psi(x, self.psi_fn, key_size=self.d, normalize=True)
         responses, indices = self._top_k(z)
-        weights = self._softmax(responses)
         if self.debug:
             with torch.no_grad():
                 winners = indices[..., 0].t()
@@ -313,9 +312,10 @@ class CNUs(nn.Module):
                     1, winners, torch.ones_like(winners, dtype=self.key_counter.dtype)
                 )
         if self.training and self.online_keys:
+            # The online step recomputes the weights from the refreshed responses.
             with torch.no_grad():
-                responses, indices, weights = self._update_keys_and_counters(z, responses, indices)
-        return CNUAttention(responses, indices, weights)
+                return CNUAttention(*self._update_keys_and_counters(z, responses, indices))
+        return CNUAttention(responses, indices, self._softmax(responses))
 
     def _update_keys_and_counters(
         self, z: torch.Tensor, responses: torch.Tensor, indices: torch.Tensor
@@ -328,8 +328,15 @@ class CNUs(nn.Module):
             self._scramble(z, responses, winners)
         # Winner pull, paper Eq. 6: in-place scatter-add, one batch element after the other
         # (summing the contributions first differs in the last bit).
-        steps = (self.beta_k * z).view(1, b, d).expand(q, b, d)
-        self.K.scatter_add_(1, winners.reshape(q, b, 1).expand(q, b, d), steps)
+        steps = self.beta_k * z
+        if q == 1:
+            # Same additions in the same order, a quarter of the time: index_add_ adds whole
+            # rows, scatter_add_ reads an index per element.
+            self.K[0].index_add_(0, winners[0], steps)
+        else:
+            self.K.scatter_add_(
+                1, winners.reshape(q, b, 1).expand(q, b, d), steps.view(1, b, d).expand(q, b, d)
+            )
         if b == 1:
             # Only the winning keys are renormalised and only their responses refreshed; the
             # other δ-1 responses stay as they were (the reference's stale responses).
