@@ -413,7 +413,8 @@ def cnu_linear(
     - ``"dense"``: every memory's output with one GEMM, m·b·P products (P = q·u), then a gather;
     - ``"grouped"`` (shared keys, q = 1): the (sample, slot) pairs grouped by memory, one GEMM
       per memory in use, k·b·P products, one host synchronisation for the group sizes;
-    - ``"auto"`` (default): grouped when q = 1, m > 2k and not compiling; dense otherwise.
+    - ``"auto"`` (default): grouped when q = 1, m > k and not compiling (it then does fewer
+      products than dense, k·b·P against m·b·P); dense otherwise.
 
     Args:
         x: input (b, in_features).
@@ -435,7 +436,7 @@ def cnu_linear(
     if strategy == "grouped" and q != 1:
         raise ValueError(f"strategy 'grouped' needs q = 1 (shared keys), got q = {q}")
     if strategy == "auto":
-        grouped = q == 1 and m > 2 * k and not torch.compiler.is_compiling()
+        grouped = q == 1 and m > k and not torch.compiler.is_compiling()
     else:
         grouped = strategy == "grouped"
     x_tilde = F.pad(x, (0, 1), value=1.0) if bias else x
