@@ -204,6 +204,25 @@ def test_grouped_blend_on_uneven_segments(bias, wta):
     assert (memory_grad.abs().sum(-1) != 0).nonzero().flatten().tolist() == used
 
 
+@pytest.mark.parametrize("strategy", ["dense", "grouped"])
+def test_cnu_linear_non_contiguous_memories(strategy):
+    generator = torch.Generator().manual_seed(4)
+    memories = torch.randn(1, 6, 36, generator=generator, dtype=torch.float64)[..., ::2]
+    memories.requires_grad_()
+    x = torch.randn(5, 5, generator=generator, dtype=torch.float64, requires_grad=True)
+    indices = torch.tensor([[[0, 3]], [[3, 5]], [[5, 0]], [[3, 1]], [[0, 5]]])
+    weights = torch.tensor([[[0.7, 0.3]]], dtype=torch.float64).expand(5, 1, 2)
+    outputs, grads = [], []
+    for blend in (partial(cnu_linear, strategy=strategy), cnu_linear_ref):
+        out = blend(x, memories, indices, weights, bias=True, wta=True)
+        outputs.append(out)
+        grads.append(torch.autograd.grad(out.sum(), (x, memories)))
+    assert not memories.is_contiguous()
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=1e-12, atol=1e-12)
+    for ours, expected in zip(*grads, strict=True):
+        torch.testing.assert_close(ours, expected, rtol=1e-12, atol=1e-12)
+
+
 def test_cnu_linear_wta_keeps_non_winning_memories_out_of_the_gradient():
     x, memories, indices, weights = make_blend_inputs(1, 6, 3, 2, True, 1, torch.float64)
     for strategy in ("dense", "grouped"):

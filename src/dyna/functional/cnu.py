@@ -309,7 +309,7 @@ class _OutputSpaceBlend(torch.autograd.Function):
             # Pair i·k + a belongs to sample i.
             pair_samples = torch.div(order, k, rounding_mode="floor")
             sorted_inputs = x_tilde.index_select(0, pair_samples)
-            blocks = memories.view(m, rows, p)
+            blocks = memories.reshape(m, rows, p)
             sorted_outputs = x_tilde.new_empty(b * k, rows)
             for memory, start, end in _segments(counts):
                 torch.mm(
@@ -347,7 +347,7 @@ class _OutputSpaceBlend(torch.autograd.Function):
         if ctx.grouped:
             pair_samples, sorted_inputs = grouped_saved
             (order, counts), *winner_layout = ctx.layouts
-            blocks = memories.view(m, rows, p)
+            blocks = memories.reshape(m, rows, p)
             sorted_grads = slot_grads.reshape(b * k, rows).index_select(0, order)
             if ctx.needs_input_grad[0]:
                 sorted_input_grads = x_tilde.new_empty(b * k, p)
