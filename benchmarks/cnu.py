@@ -7,11 +7,14 @@ step (key matching, scrambling test, key pull, counters, blend, product):
 - ``LinearCNU(in, out)`` vs ``nn.Linear(in, out)`` over m (memories) and δ (top-δ), with our
   default output-space blend (``auto``), each forced strategy (``dense``, ``grouped``), and the
   reference's materialising blend (per-sample weight matrices, ``cnu_linear_ref``);
-- ``Conv2dCNU`` vs ``nn.Conv2d`` (one grouped convolution with per-sample filters).
+- ``Conv2dCNU`` vs ``nn.Conv2d`` (one grouped convolution with per-sample filters);
+- with ``--breakdown``, the pieces of a LinearCNU step against the same ``nn.Linear`` step: the
+  key path alone (one online attention step: ψ, matching, scrambling, pull, refresh, counters),
+  the output blend forward, and the blend forward + backward (on a fixed attention).
 
 Usage: python benchmarks/cnu.py [--batch 64] [--in-features 512] [--out-features 256]
        [--grid 8:1,16:2,64:4] [--repeats 15] [--strategies] [--reference] [--conv]
-       [--image 16] [--threads N]
+       [--image 16] [--threads N] [--breakdown]
 """
 
 from __future__ import annotations
@@ -56,6 +59,32 @@ def with_blend(blend, run):
     return wrapped
 
 
+def blend_pieces(layer, x, label, baseline):
+    """The output blend alone on one fixed attention: forward, and forward + backward."""
+    attention = layer.attention(x)
+    weights = layer.blend_weights(attention).detach()
+    memories = layer.M
+
+    def blend():
+        return cnu_linear(
+            x, memories, attention.indices, weights, bias=layer.bias, wta=layer.upd_m == "WTA"
+        )
+
+    def forward():
+        with torch.no_grad():
+            blend()
+
+    def forward_backward():
+        x.grad = None
+        memories.grad = None
+        blend().sum().backward()
+
+    return [
+        (f"{label} blend forward vs Linear", forward, baseline),
+        (f"{label} blend fwd+bwd vs Linear", forward_backward, baseline),
+    ]
+
+
 def parse_grid(text: str) -> list[tuple[int, int]]:
     return [tuple(int(v) for v in item.split(":")) for item in text.split(",")]
 
@@ -72,6 +101,7 @@ def main(argv: list[str] | None = None) -> list[tuple[str, float, float]]:
     parser.add_argument("--conv", action="store_true", help="add Conv2dCNU rows")
     parser.add_argument("--image", type=int, default=16, help="conv input height and width")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--breakdown", action="store_true", help="time the pieces of a step")
     args = parser.parse_args(argv)
     threads = torch.get_num_threads()
     if args.threads is not None:
@@ -105,6 +135,11 @@ def run(args: argparse.Namespace) -> list[tuple[str, float, float]]:
             cases.append(
                 (f"{label} materialising vs Linear", with_blend(cnu_linear_ref, run), baseline)
             )
+        if args.breakdown:
+            cases += [
+                (f"{label} key path vs Linear", partial(layer.attention, x), baseline),
+                *blend_pieces(layer, x, label, baseline),
+            ]
     if args.conv:
         channels_in, channels_out = 16, 32
         image = torch.randn(args.batch, channels_in, args.image, args.image, requires_grad=True)

@@ -12,8 +12,11 @@ def test_cnu_benchmark_runs(capsys):
     spec.loader.exec_module(module)
     arguments = ["--batch", "4", "--in-features", "8", "--out-features", "3", "--grid", "4:1,6:2"]
     rows = module.main([*arguments, "--repeats", "1", "--strategies", "--reference", "--conv"])
-    rows += module.main([*arguments, "--repeats", "1", "--image", "6", "--threads", "1"])
-    assert len(rows) == 2 * 5 + 2
+    rows += module.main([*arguments, "--repeats", "1", "--threads", "1", "--breakdown"])
+    # Per grid point: auto, dense, grouped, materialising, conv; then auto and three pieces.
+    assert len(rows) == 2 * 5 + 2 * 4
     assert all(ours > 0 and base > 0 for _, ours, base in rows)
     output = capsys.readouterr().out
     assert "ratio" in output and "LinearCNU m=6 d=2 grouped vs Linear" in output
+    assert "LinearCNU m=4 d=1 key path vs Linear" in output
+    assert "LinearCNU m=6 d=2 blend fwd+bwd vs Linear" in output

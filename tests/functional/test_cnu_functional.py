@@ -1,5 +1,7 @@
 """Tests for ``dyna.functional.cnu``: the ψ projections and the CNU memory blends."""
 
+from functools import partial
+
 import pytest
 import torch
 
@@ -169,6 +171,56 @@ def test_cnu_linear_gradcheck(q, m, k, rows, strategy, wta):
         return cnu_linear(x, memories, indices, weights, bias=True, wta=wta, strategy=strategy)
 
     assert torch.autograd.gradcheck(function, (x, memories, weights))
+
+
+@pytest.mark.parametrize("wta", [False, True])
+@pytest.mark.parametrize("bias", [True, False])
+def test_grouped_blend_on_uneven_segments(bias, wta):
+    # The grouped blend multiplies each memory's sorted segment of (sample, slot) pairs on its
+    # own: segments of very different lengths (one memory chosen by most samples, one chosen
+    # once, several never), duplicates within a sample, and winners that are not the busiest
+    # memory must all give the twin's values and gradients.
+    generator = torch.Generator().manual_seed(3)
+    batch, m, k, rows, in_features = 23, 9, 3, 4, 5
+    per_row = in_features + (1 if bias else 0)
+    memories = torch.randn(1, m, rows * per_row, generator=generator, dtype=torch.float64)
+    x = torch.randn(batch, in_features, generator=generator, dtype=torch.float64)
+    indices = torch.full((batch, 1, k), 2, dtype=torch.int64)
+    indices[:, 0, 0] = torch.arange(batch) % 3  # winners on memories 0, 1, 2
+    indices[5, 0, 1] = 7  # memory 7: a single pair
+    indices[9, 0, 2] = indices[9, 0, 0]  # a duplicate inside one sample
+    weights = torch.softmax(torch.randn(batch, 1, k, generator=generator), dim=2).double()
+    for tensor in (x, memories, weights):
+        tensor.requires_grad_()
+    grad = torch.randn(batch, rows, generator=generator, dtype=torch.float64)
+    results = []
+    for blend in (partial(cnu_linear, strategy="grouped"), cnu_linear_ref):
+        out = blend(x, memories, indices, weights, bias=bias, wta=wta)
+        results.append((out, *torch.autograd.grad((out * grad).sum(), (x, memories, weights))))
+    for ours, expected in zip(*results, strict=True):
+        torch.testing.assert_close(ours, expected, rtol=1e-12, atol=1e-12)
+    memory_grad = results[0][2][0]
+    used = sorted({0, 1, 2} if wta else {0, 1, 2, 7})
+    assert (memory_grad.abs().sum(-1) != 0).nonzero().flatten().tolist() == used
+
+
+@pytest.mark.parametrize("strategy", ["dense", "grouped"])
+def test_cnu_linear_non_contiguous_memories(strategy):
+    generator = torch.Generator().manual_seed(4)
+    memories = torch.randn(1, 6, 36, generator=generator, dtype=torch.float64)[..., ::2]
+    memories.requires_grad_()
+    x = torch.randn(5, 5, generator=generator, dtype=torch.float64, requires_grad=True)
+    indices = torch.tensor([[[0, 3]], [[3, 5]], [[5, 0]], [[3, 1]], [[0, 5]]])
+    weights = torch.tensor([[[0.7, 0.3]]], dtype=torch.float64).expand(5, 1, 2)
+    outputs, grads = [], []
+    for blend in (partial(cnu_linear, strategy=strategy), cnu_linear_ref):
+        out = blend(x, memories, indices, weights, bias=True, wta=True)
+        outputs.append(out)
+        grads.append(torch.autograd.grad(out.sum(), (x, memories)))
+    assert not memories.is_contiguous()
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=1e-12, atol=1e-12)
+    for ours, expected in zip(*grads, strict=True):
+        torch.testing.assert_close(ours, expected, rtol=1e-12, atol=1e-12)
 
 
 def test_cnu_linear_wta_keeps_non_winning_memories_out_of_the_gradient():

@@ -516,7 +516,7 @@ def test_conv_extra_repr():
 
 
 def make_layers(device=None, dtype=None):
-    # The first uses the grouped blend (m > 2δ), the others the dense one.
+    # The first uses the grouped blend (shared keys, m > δ), the others the dense one.
     return [
         LinearCNU(6, 3, key_mem_units=5, delta=2, scramble=True, device=device, dtype=dtype),
         LinearCNU(

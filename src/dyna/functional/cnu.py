@@ -251,30 +251,27 @@ def cnu_linear_ref(
     return out
 
 
-def _group_slots(groupings: list[torch.Tensor], memories: int) -> list[tuple[torch.Tensor, int]]:
-    """Place pairs in per-memory groups: for each flat tensor of memory indices, the row of
-    every pair in a (memories · capacity) zero-padded layout, where memory t owns rows
-    t·capacity .. t·capacity + count_t − 1, and the capacity (the largest group).
+def _sort_by_memory(
+    groupings: list[torch.Tensor], memories: int
+) -> list[tuple[torch.Tensor, list[int]]]:
+    """Sort each flat tensor of memory indices by memory (stable) and count its group sizes.
 
-    Reading the capacities is the one host synchronisation of the grouped blend.
+    Returns, per tensor, the permutation that sorts it and the group sizes as Python ints:
+    memory t owns the sorted positions start_t .. start_t + count_t − 1. Reading the sizes is
+    the one host synchronisation of the grouped blend (one for all the tensors).
     """
-    pending, largest = [], []
-    for flat in groupings:
-        order = torch.argsort(flat, stable=True)
-        counts = torch.bincount(flat, minlength=memories)
-        sorted_memories = flat[order]
-        starts = torch.cumsum(counts, 0) - counts
-        rank = torch.arange(flat.numel(), device=flat.device) - starts[sorted_memories]
-        pending.append((order, sorted_memories, rank))
-        largest.append(counts.max())
-    layouts = []
-    for (order, sorted_memories, rank), capacity in zip(
-        pending, torch.stack(largest).tolist(), strict=True
-    ):
-        rows = torch.empty_like(order)
-        rows[order] = sorted_memories * capacity + rank
-        layouts.append((rows, capacity))
-    return layouts
+    orders = [torch.argsort(flat, stable=True) for flat in groupings]
+    counts = torch.stack([torch.bincount(flat, minlength=memories) for flat in groupings])
+    return list(zip(orders, counts.tolist(), strict=True))
+
+
+def _segments(counts: list[int]):
+    """(memory, start, end) of every non-empty group of a sorted order."""
+    start = 0
+    for memory, count in enumerate(counts):
+        if count:
+            yield memory, start, start + count
+        start += count
 
 
 class _OutputSpaceBlend(torch.autograd.Function):
@@ -285,12 +282,13 @@ class _OutputSpaceBlend(torch.autograd.Function):
 
     - ``dense``: all q·m·r memory outputs in one GEMM, then a gather of the k selected ones
       (m·b·P products, no host synchronisation, graph-capturable);
-    - ``grouped`` (q = 1 only): the b·k (sample, slot) pairs are sorted by memory into a
-      zero-padded (m, capacity, p) stack and multiplied by M viewed (m, r, p) in one batched
-      GEMM: m·capacity·P products, k·b·P when the memories are used evenly (capacity = b·k/m);
-      one host synchronisation for the capacities. The backward is two more batched GEMMs, as
-      ``nn.Linear``'s is two GEMMs; under winner-take-all the one for ∂M runs over the b
-      winners' pairs only (their own padded layout).
+    - ``grouped`` (q = 1 only): the b·k (sample, slot) pairs are sorted by memory and each
+      memory in use multiplies its own contiguous segment of inputs, one GEMM per memory
+      written in place into the sorted output: exactly k·b·P products, no padding to the
+      busiest memory, one host synchronisation for the segment sizes. The backward is the same
+      loop twice, as ``nn.Linear``'s is two GEMMs; under winner-take-all the one for ∂M runs
+      over the b winners' pairs only (their own sorted order), and memories that win no
+      sample get a zero gradient without a GEMM.
 
     Backward, with G_ia = α_ia g_i: ∂α_ia = g_i · (M[idx_ia] x̃_i); ∂x̃_i = Σ_a M[idx_ia]ᵀ G_ia;
     ∂M[idx_ia] += G_ia x̃_iᵀ for the slots a < ``trainable_slots`` only (1 under winner-take-all).
@@ -304,18 +302,26 @@ class _OutputSpaceBlend(torch.autograd.Function):
         if grouped:
             groupings = [indices.reshape(-1)]
             if trainable_slots < k:
-                # Only the winners' memories get gradient: group them on their own as well.
+                # Only the winners' memories get gradient: sort them on their own as well.
                 groupings.append(indices[:, 0, 0])
-            layouts = _group_slots(groupings, m)
-            slot_rows, capacity = layouts[0]
-            ctx.winner_layout = layouts[-1]
-            stacked = x_tilde.new_zeros(m * capacity, p)
-            stacked[slot_rows] = x_tilde.repeat_interleave(k, dim=0)
-            stacked = stacked.view(m, capacity, p)
-            outputs = torch.bmm(stacked, memories.view(m, rows, p).transpose(1, 2))
-            selected = outputs.view(m * capacity, rows)[slot_rows].view(b, q, k, rows)
-            ctx.capacity = capacity
-            ctx.save_for_backward(x_tilde, memories, indices, weights, selected, slot_rows, stacked)
+            layouts = _sort_by_memory(groupings, m)
+            order, counts = layouts[0]
+            # Pair i·k + a belongs to sample i.
+            pair_samples = torch.div(order, k, rounding_mode="floor")
+            sorted_inputs = x_tilde.index_select(0, pair_samples)
+            blocks = memories.reshape(m, rows, p)
+            sorted_outputs = x_tilde.new_empty(b * k, rows)
+            for memory, start, end in _segments(counts):
+                torch.mm(
+                    sorted_inputs[start:end], blocks[memory].t(), out=sorted_outputs[start:end]
+                )
+            selected = torch.empty_like(sorted_outputs)
+            selected[order] = sorted_outputs
+            selected = selected.view(b, q, k, rows)
+            ctx.layouts = layouts
+            ctx.save_for_backward(
+                x_tilde, memories, indices, weights, selected, pair_samples, sorted_inputs
+            )
         else:
             all_outputs = torch.mm(x_tilde, memories.reshape(q * m * rows, p).t())
             all_outputs = all_outputs.view(b, q, m, rows)
@@ -339,29 +345,33 @@ class _OutputSpaceBlend(torch.autograd.Function):
         slot_grads = weights.unsqueeze(-1) * grad_out  # G: (b, q, k, rows)
         grad_x = grad_memories = None
         if ctx.grouped:
-            slot_rows, stacked = grouped_saved
-            capacity = ctx.capacity
+            pair_samples, sorted_inputs = grouped_saved
+            (order, counts), *winner_layout = ctx.layouts
+            blocks = memories.reshape(m, rows, p)
+            sorted_grads = slot_grads.reshape(b * k, rows).index_select(0, order)
             if ctx.needs_input_grad[0]:
-                padded = slot_grads.new_zeros(m * capacity, rows)
-                padded[slot_rows] = slot_grads.reshape(b * k, rows)
-                stacked_grads = torch.bmm(padded.view(m, capacity, rows), memories.view(m, rows, p))
-                grad_x = stacked_grads.view(m * capacity, p)[slot_rows].view(b, k, p).sum(1)
-            if ctx.needs_input_grad[1] and trainable_slots < k:
-                # Winner-take-all: ∂M from the winners' pairs only, one per sample.
-                winner_rows, winner_capacity = ctx.winner_layout
-                winner_inputs = x_tilde.new_zeros(m * winner_capacity, p)
-                winner_inputs[winner_rows] = x_tilde
-                winner_grads = slot_grads.new_zeros(m * winner_capacity, rows)
-                winner_grads[winner_rows] = slot_grads[:, 0, 0]
-                grad_memories = torch.bmm(
-                    winner_grads.view(m, winner_capacity, rows).transpose(1, 2),
-                    winner_inputs.view(m, winner_capacity, p),
-                )
-            elif ctx.needs_input_grad[1]:
-                if not ctx.needs_input_grad[0]:
-                    padded = slot_grads.new_zeros(m * capacity, rows)
-                    padded[slot_rows] = slot_grads.reshape(b * k, rows)
-                grad_memories = torch.bmm(padded.view(m, capacity, rows).transpose(1, 2), stacked)
+                sorted_input_grads = x_tilde.new_empty(b * k, p)
+                for memory, start, end in _segments(counts):
+                    torch.mm(
+                        sorted_grads[start:end], blocks[memory], out=sorted_input_grads[start:end]
+                    )
+                grad_x = x_tilde.new_zeros(b, p).index_add_(0, pair_samples, sorted_input_grads)
+            if ctx.needs_input_grad[1]:
+                if winner_layout:
+                    # Winner-take-all: ∂M from the winners' pairs only, one per sample.
+                    order, counts = winner_layout[0]
+                    sorted_grads = slot_grads[:, 0, 0].index_select(0, order)
+                    sorted_inputs = x_tilde.index_select(0, order)
+                grad_memories = memories.new_empty(m, rows, p)
+                for memory, count in enumerate(counts):
+                    if not count:
+                        grad_memories[memory].zero_()
+                for memory, start, end in _segments(counts):
+                    torch.mm(
+                        sorted_grads[start:end].t(),
+                        sorted_inputs[start:end],
+                        out=grad_memories[memory],
+                    )
         else:
             trainable = slot_grads
             if trainable_slots < k:
@@ -403,7 +413,8 @@ def cnu_linear(
     - ``"dense"``: every memory's output with one GEMM, m·b·P products (P = q·u), then a gather;
     - ``"grouped"`` (shared keys, q = 1): the (sample, slot) pairs grouped by memory, one GEMM
       per memory in use, k·b·P products, one host synchronisation for the group sizes;
-    - ``"auto"`` (default): grouped when q = 1, m > 2k and not compiling; dense otherwise.
+    - ``"auto"`` (default): grouped when q = 1, m > k and not compiling (it then does fewer
+      products than dense, k·b·P against m·b·P); dense otherwise.
 
     Args:
         x: input (b, in_features).
@@ -425,7 +436,7 @@ def cnu_linear(
     if strategy == "grouped" and q != 1:
         raise ValueError(f"strategy 'grouped' needs q = 1 (shared keys), got q = {q}")
     if strategy == "auto":
-        grouped = q == 1 and m > 2 * k and not torch.compiler.is_compiling()
+        grouped = q == 1 and m > k and not torch.compiler.is_compiling()
     else:
         grouped = strategy == "grouped"
     x_tilde = F.pad(x, (0, 1), value=1.0) if bias else x

@@ -305,7 +305,6 @@ class CNUs(nn.Module):
             self.K.data = F.normalize(self.K.data, p=2.0, dim=2, eps=1e-12)
         z = psi(x, self.psi_fn, key_size=self.d, normalize=True)
         responses, indices = self._top_k(z)
-        weights = self._softmax(responses)
         if self.debug:
             with torch.no_grad():
                 winners = indices[..., 0].t()
@@ -313,9 +312,10 @@ class CNUs(nn.Module):
                     1, winners, torch.ones_like(winners, dtype=self.key_counter.dtype)
                 )
         if self.training and self.online_keys:
+            # The online step recomputes the weights from the refreshed responses.
             with torch.no_grad():
-                responses, indices, weights = self._update_keys_and_counters(z, responses, indices)
-        return CNUAttention(responses, indices, weights)
+                return CNUAttention(*self._update_keys_and_counters(z, responses, indices))
+        return CNUAttention(responses, indices, self._softmax(responses))
 
     def _update_keys_and_counters(
         self, z: torch.Tensor, responses: torch.Tensor, indices: torch.Tensor
@@ -328,8 +328,15 @@ class CNUs(nn.Module):
             self._scramble(z, responses, winners)
         # Winner pull, paper Eq. 6: in-place scatter-add, one batch element after the other
         # (summing the contributions first differs in the last bit).
-        steps = (self.beta_k * z).view(1, b, d).expand(q, b, d)
-        self.K.scatter_add_(1, winners.reshape(q, b, 1).expand(q, b, d), steps)
+        steps = self.beta_k * z
+        if q == 1:
+            # Same additions in the same order, a quarter of the time: index_add_ adds whole
+            # rows, scatter_add_ reads an index per element.
+            self.K[0].index_add_(0, winners[0], steps)
+        else:
+            self.K.scatter_add_(
+                1, winners.reshape(q, b, 1).expand(q, b, d), steps.view(1, b, d).expand(q, b, d)
+            )
         if b == 1:
             # Only the winning keys are renormalised and only their responses refreshed; the
             # other δ-1 responses stay as they were (the reference's stale responses).
@@ -348,7 +355,7 @@ class CNUs(nn.Module):
         return responses, indices, weights
 
     def _scramble(self, z: torch.Tensor, responses: torch.Tensor, winners: torch.Tensor) -> None:
-        q, d, u = self.q, self.d, self.u
+        q, m, d, u = self.q, self.m, self.d, self.u
         # Per unit: the batch element whose best match is loosest, and the weak keys.
         worst, element = torch.min(responses[..., 0], dim=0)
         weak = torch.logical_and(self.mu < self.tau_mu, self.eta >= self.tau_eta)
@@ -366,13 +373,16 @@ class CNUs(nn.Module):
         )
         element_winner = winners.gather(1, element.view(q, 1))
         # Warm start: the candidate's memory becomes a copy of the winner's. A unit that does
-        # not scramble copies its candidate's memory onto itself, so one gather and one
-        # scatter of memory rows serve every unit (memories are large, the indices are not).
+        # not scramble copies its candidate's memory onto itself, so one row copy serves every
+        # unit. Rows of the flat (q·m, u) view are copied whole: a gather/scatter with a
+        # (q, 1, u) index costs 20x more (an index per element of the large memory rows).
         source = torch.where(scrambled_q1, element_winner, candidate.view(q, 1))
-        self.M.scatter_(
-            1,
-            candidate.view(q, 1, 1).expand(q, 1, u),
-            self.M.gather(1, source.view(q, 1, 1).expand(q, 1, u)),
+        unit_offsets = torch.arange(0, q * m, m, device=source.device)
+        flat_memories = self.M.view(q * m, u)
+        flat_memories.index_copy_(
+            0,
+            unit_offsets + candidate,
+            flat_memories.index_select(0, unit_offsets + source.view(q)),
         )
         winners.scatter_(
             1, element.view(q, 1), torch.where(scrambled_q1, candidate.view(q, 1), element_winner)
