@@ -70,6 +70,36 @@ def backward_gradient_normalization_multiplicity(
     return _GradientNormalizationMultiplicity.apply(x, multiplicity, eps)
 
 
+# ----------------------------------------------------------------------------- noise
+
+
+@torch.library.custom_op("dyna::standard_normal_like", mutates_args=())
+def _standard_normal_like(x: torch.Tensor) -> torch.Tensor:
+    return torch.randn_like(x)
+
+
+@_standard_normal_like.register_fake
+def _standard_normal_like_fake(x: torch.Tensor) -> torch.Tensor:
+    return torch.empty_like(x)
+
+
+def standard_normal_like(x: torch.Tensor) -> torch.Tensor:
+    """``torch.randn_like(x)`` as one opaque operator, also under ``torch.compile``.
+
+    Inductor would otherwise lower ``randn_like`` to its own counter-based generator, evaluated
+    one element at a time on the CPU (about ten times slower than PyTorch's vectorised sampler
+    over a filter bank) and giving other numbers than eager mode. As an opaque operator the
+    compiled module draws exactly what the eager module draws from the same seed.
+
+    Args:
+        x: floating tensor whose shape, dtype and device the noise takes.
+
+    Returns:
+        Standard normal samples, not part of the autograd graph.
+    """
+    return _standard_normal_like(x.detach())
+
+
 # ----------------------------------------------------------------------------- Delta composer
 
 
@@ -107,18 +137,31 @@ class _OrientedValue(torch.autograd.Function):
         scale = math.sqrt(numel) / (norm + grad.new_full((1,), ctx.bgn_eps))
         # d w / d value = o = orient * rho, with rho = 1 / |orient|_eps.
         grad_rho = grad * inverse_norm
-        grad_value_re = grad_rho * orient_re
-        grad_value_im = grad_rho * orient_im
         # d o / d orient = rho (I - o o^T); o . value = w, so the BGN-scaled gradient
         # g' value gives grad_orient = g' rho (value - o w) = g' rho (value - orient rho w).
-        grad_rho.mul_(scale)
         rho_w = inverse_norm * out
-        grad_orient_re = torch.addcmul(value_re, orient_re, rho_w, value=-1.0).mul_(grad_rho)
-        grad_orient_im = torch.addcmul(value_im, orient_im, rho_w, value=-1.0).mul_(grad_rho)
-        # (r, (part, comp), B, N): the layout of v, written by one copy.
-        parts = (grad_value_re, grad_value_im, grad_orient_re, grad_orient_im)
-        grad_v = torch.stack([part.transpose(0, 1) for part in parts], dim=1)
-        grad_v = grad_v.view(v.shape)
+        if torch.compiler.is_compiling():
+            # Traced (no strided out=): the compiler fuses the parts and their stack.
+            grad_rho_scaled = grad_rho * scale
+            parts = (
+                grad_rho * orient_re,
+                grad_rho * orient_im,
+                (value_re - orient_re * rho_w) * grad_rho_scaled,
+                (value_im - orient_im * rho_w) * grad_rho_scaled,
+            )
+            grad_v = torch.stack([part.transpose(0, 1) for part in parts], dim=1).view(v.shape)
+            return grad_v, None, None
+        # Eager: every part is written straight into its slot of grad_v (the layout of v, rows
+        # of N contiguous), which saves the full-size copy of a stack.
+        grad_v = torch.empty_like(v)
+        slot_value_re, slot_value_im, slot_orient_re, slot_orient_im = _oriented_parts(grad_v)
+        torch.mul(grad_rho, orient_re, out=slot_value_re)
+        torch.mul(grad_rho, orient_im, out=slot_value_im)
+        grad_rho.mul_(scale)
+        torch.addcmul(value_re, orient_re, rho_w, value=-1.0, out=slot_orient_re)
+        slot_orient_re.mul_(grad_rho)
+        torch.addcmul(value_im, orient_im, rho_w, value=-1.0, out=slot_orient_im)
+        slot_orient_im.mul_(grad_rho)
         return grad_v, None, None
 
 
