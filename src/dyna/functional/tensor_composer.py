@@ -368,12 +368,12 @@ def std_mean_last(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Unbiased std and mean over the last axis, keepdim (as ``torch.std_mean``), two passes.
 
     ``torch.std_mean`` runs a Welford update per element, about four times slower on the CPU
-    than a mean and a dot product of the centred values (a batched matrix product).
+    than a mean and a dot product of the centred values.
     """
     n = x.shape[-1]
     mean = x.mean(dim=-1, keepdim=True)
     centered = x - mean
-    variance = torch.einsum("...n,...n->...", centered, centered).unsqueeze(-1)
+    variance = torch.linalg.vecdot(centered, centered, dim=-1).unsqueeze(-1)
     return variance.div_(n - 1).sqrt_(), mean
 
 
@@ -630,9 +630,10 @@ class _MobiusProjection(torch.autograd.Function):
             if need_planes:
                 real = torch.bmm(left_re[:, c], right[:, c])
                 imag = torch.bmm(u[:, c], right_swapped[:, c])
-                # einsum reduces over the batch in one pass (mul + sum takes three).
-                grad_plane_re[c] = torch.einsum("bhw,bhw->hw", real, grad)
-                grad_plane_im[c] = torch.einsum("bhw,bhw->hw", imag, grad)
+                # vecdot reduces over the batch in one vectorised pass; einsum would run it as
+                # a batched product of H*W tiny (1, B) x (B, 1) matrices, ~15x slower on CPU.
+                grad_plane_re[c] = torch.linalg.vecdot(real, grad, dim=0)
+                grad_plane_im[c] = torch.linalg.vecdot(imag, grad, dim=0)
         return grad_u, grad_v, grad_plane_re, grad_plane_im
 
 
