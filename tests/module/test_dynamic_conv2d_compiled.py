@@ -1,7 +1,7 @@
 """Both dynamic convolutions under ``torch.compile``: full-graph capture, compiled == eager.
 
 The ``aot_eager`` backend traces forward and backward as inductor would (including the traced
-branches of the hand-written backwards) but runs them with eager kernels, so it is cheap enough
+code paths of the hand-written backwards) but runs them with eager kernels, so it is cheap enough
 for every run of the suite; the inductor speed is measured in ``benchmarks/dynamic_conv.py``.
 """
 
