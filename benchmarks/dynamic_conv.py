@@ -10,8 +10,14 @@ Extra rows: the weight generation alone (``get_weights`` forward + backward), th
 convolution alone with fixed per-sample kernels, bfloat16 modules with float32 input and
 context, and a context batch of 1 shared by the whole batch.
 
+``--compile``: rows for both layers under ``torch.compile(module, fullgraph=True)`` (default
+backend inductor; ``--compile-backend`` to change it), against the eager static convolution and
+against the static convolution compiled the same way. Compilation happens before the timing
+(one call, then the warm-up runs). ``--threads`` sets ``torch.set_num_threads``.
+
 Usage: python benchmarks/dynamic_conv.py [--batch 32] [--channels 64] [--size 32]
-       [--kernel 3] [--context 64] [--repeats 7] [--warmup 2] [--no-extra]
+       [--kernel 3] [--context 64] [--repeats 7] [--warmup 2] [--no-extra] [--compile]
+       [--compile-backend inductor] [--threads N]
 """
 
 from __future__ import annotations
@@ -60,14 +66,20 @@ def main(argv: list[str] | None = None) -> list[tuple[str, float, float]]:
     parser.add_argument("--context", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--no-extra", action="store_true", help="only the two main rows")
+    parser.add_argument("--no-extra", action="store_true", help="only the main rows")
+    parser.add_argument("--compile", action="store_true", help="add torch.compile rows")
+    parser.add_argument("--compile-backend", default="inductor")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
 
     torch.manual_seed(0)
     channels, kernel, padding = args.channels, args.kernel, args.kernel // 2
     x = torch.randn(args.batch, channels, args.size, args.size, requires_grad=True)
     context = torch.randn(args.batch, args.context, requires_grad=True)
-    baseline = forward_backward(StaticConv(channels, kernel, padding), x, context, [x])
+    static = StaticConv(channels, kernel, padding)
+    baseline = forward_backward(static, x, context, [x])
 
     def make(cls, dtype, **kwargs):
         return cls(
@@ -86,6 +98,29 @@ def main(argv: list[str] | None = None) -> list[tuple[str, float, float]]:
         ("DynamicConv2DDelta", forward_backward(delta, x, context, [x, context])),
         ("DynamicConv2DMobius", forward_backward(mobius, x, context, [x, context])),
     ]
+    baselines = {}
+    if args.compile:
+
+        def compiled(module):
+            # The same parameters, compiled; one call compiles forward and backward.
+            run = forward_backward(
+                torch.compile(module, backend=args.compile_backend, fullgraph=True),
+                x,
+                context,
+                [x, context],
+            )
+            run()
+            return run
+
+        compiled_delta, compiled_mobius = compiled(delta), compiled(mobius)
+        compiled_static = compiled(static)
+        cases += [
+            ("Delta compiled", compiled_delta),
+            ("Mobius compiled", compiled_mobius),
+            ("Delta compiled vs compiled conv", compiled_delta),
+            ("Mobius compiled vs compiled conv", compiled_mobius),
+        ]
+        baselines = {name: compiled_static for name, _ in cases[-2:]}
     if not args.no_extra:
 
         def weights_only(module):
@@ -128,7 +163,9 @@ def main(argv: list[str] | None = None) -> list[tuple[str, float, float]]:
     print(f"{'case':<36} {'ours ms':>9} {'conv ms':>9} {'ratio':>7}")
     rows = []
     for name, candidate in cases:
-        ours, base = median_seconds(candidate, baseline, repeats=args.repeats, warmup=args.warmup)
+        ours, base = median_seconds(
+            candidate, baselines.get(name, baseline), repeats=args.repeats, warmup=args.warmup
+        )
         rows.append((name, ours, base))
         print(f"{name:<36} {ours * 1e3:9.2f} {base * 1e3:9.2f} {ours / base:7.2f}")
     return rows

@@ -29,10 +29,12 @@ from dyna.functional._checks import check_bool, check_real
 from dyna.functional.gradient_normalization import backward_gradient_normalization
 from dyna.functional.siglog import siglog
 from dyna.functional.tensor_composer import (
+    delta_decorrelate_mix,
+    delta_decorrelate_mix_ref,
     delta_oriented_fields,
     delta_oriented_fields_ref,
-    lift_small,
     stabilize,
+    standard_normal_like,
 )
 from dyna.lib._common import (
     check_context,
@@ -173,7 +175,8 @@ class TensorComposerDelta(nn.Module):
         modulation = gated[:, : 12 * rank].reshape(batch, rank, 3, 2, 2)
 
         # Filter bank (B, r, H, W), stabilised along W.
-        if weights.dtype in (torch.bfloat16, torch.float16):
+        half = weights.dtype in (torch.bfloat16, torch.float16)
+        if half:
             # Half precision keeps the reference's order of operations: the bank's gradients
             # are mostly rounding noise there, and the fused paths' reordering adds more.
             bank = self.stabilizer(delta_oriented_fields_ref(modulation, weights, self.eps))
@@ -181,44 +184,40 @@ class TensorComposerDelta(nn.Module):
             bank = delta_oriented_fields(modulation, weights, self.eps)
             # self.stabilizer's maths in one fused autograd node.
             bank = stabilize(bank, self.stabilizer.eps, self.stabilizer.leak)
-
-        # Decorrelation. The Gram matrix is taken before the BGN, so its gradient reaches the
-        # bank both directly and through BGN(bank).
-        raw = bank.reshape(batch, rank, height * width)
-        gram = torch.bmm(raw, raw.transpose(1, 2))
-        normalized = backward_gradient_normalization(raw)
-        off_diagonal = ~torch.eye(rank, dtype=torch.bool, device=gram.device)
-        gram = gram * off_diagonal
-        penalty = gram.pow(2).mean(dim=-1, keepdim=True)
-        # Straight-through: adds exactly 0, its gradient is lambda_sim times the row sums.
-        filters = normalized + (penalty - penalty.detach()) * self.similarity_penalty_strength
-        repulsion_scale = self.weights_repulsion_strength / math.sqrt(rank) / max(rank - 1, 1)
-        filters = torch.baddbmm(filters, gram, normalized, alpha=-repulsion_scale)
-        filters = lift_small(filters, self.eps)
-        if self.training:
-            std, mean = torch.std_mean(filters.detach(), dim=-1, keepdim=True)  # one pass
-            std = std.add(self.eps)
-            noise = torch.randn_like(filters)  # no gradient flows here: update in place
-            noise.mul_(std).add_(mean).mul_(self.weights_noise_strength)
-            filters = filters + noise
+        bank = bank.reshape(batch, rank, height * width)
 
         # Rank weights over the r filters and the zero drain slot (logit + 1/sqrt(r)).
         logits = gated[:, 12 * rank :]
         drain_shift = torch.zeros(rank + 1, dtype=logits.dtype, device=logits.device)
         drain_shift[rank] = 1.0 / math.sqrt(rank)
         logits = logits + drain_shift
+        noise = None
         if self.training:
+            # Both draws in the reference's order (filters, then rank logits) in one call.
+            noise, logits_noise = standard_normal_like(bank, logits)
             logits_std = logits.std(dim=-1, keepdim=True).add(self.eps)
-            logits = logits + torch.randn_like(logits) * logits_std * self.rank_noise_strength
+            logits = logits + logits_noise * logits_std * self.rank_noise_strength
         probabilities = torch.softmax(logits, dim=-1)
         entropy = -(probabilities * probabilities.add(self.eps).log()).sum(dim=-1, keepdim=True)
         logits = logits + (entropy - entropy.detach())
         mixing = torch.softmax(siglog(logits / self.extras[0]), dim=-1)
         mixing = backward_gradient_normalization(mixing)
 
-        # The drain slot holds zeros: only the r filters contribute.
-        out = torch.bmm(mixing[:, None, :rank], filters).view(batch, height, width)
-        return out.to(input_dtype)
+        # Decorrelation (a repulsion built from the Gram matrix of the raw bank, applied after
+        # its BGN), eps lift, filter noise and the mixture; the drain slot holds zeros, so
+        # only the r filters contribute.
+        repulsion_scale = self.weights_repulsion_strength / math.sqrt(rank) / max(rank - 1, 1)
+        decorrelate_mix = delta_decorrelate_mix_ref if half else delta_decorrelate_mix
+        out = decorrelate_mix(
+            bank,
+            mixing[:, :rank],
+            noise,
+            repulsion_scale,
+            self.similarity_penalty_strength,
+            self.weights_noise_strength,
+            self.eps,
+        )
+        return out.view(batch, height, width).to(input_dtype)
 
     def extra_repr(self) -> str:
         return (
