@@ -265,8 +265,9 @@ def _layout(indices: torch.Tensor, memories: int, trainable_slots: int):
     flat = indices.reshape(b * k)
     if trainable_slots < k:
         # Key 2t for memory t's trainable pairs, 2t + 1 for its others.
-        frozen = torch.arange(k, device=flat.device).ge(trainable_slots).repeat(b)
-        keys = flat * 2 + frozen
+        keys = indices.reshape(b, k) * 2
+        keys[:, trainable_slots:] += 1
+        keys = keys.view(b * k)
         counts = torch.bincount(keys, minlength=2 * memories).view(memories, 2).tolist()
         heads = [head for head, _ in counts]
         sizes = [head + rest for head, rest in counts]
@@ -350,7 +351,7 @@ class _OutputSpaceBlend(torch.autograd.Function):
         grad_out = grad_out.reshape(b, q, 1, rows)
         grad_weights = (selected * grad_out).sum(-1) if n[3] else None
         slot_grads = weights.unsqueeze(-1) * grad_out  # G: (b, q, k, rows)
-        grad_x_tilde = grad_memories = None
+        grad_x = grad_x_tilde = grad_memories = None
         if ctx.grouped:
             order, pair_samples, sorted_inputs = saved
             sizes, heads = ctx.layout
@@ -374,8 +375,10 @@ class _OutputSpaceBlend(torch.autograd.Function):
                 else:
                     grad_memories[memory].zero_()
             if n[0]:
-                grad_x_tilde = sorted_input_grads.new_zeros(b, p)
-                grad_x_tilde.index_add_(0, pair_samples, sorted_input_grads)
+                # Straight into an input-shaped gradient: the bias column's belongs to no input.
+                in_features = p - 1 if ctx.bias else p
+                grad_x = sorted_input_grads.new_zeros(b, in_features)
+                grad_x.index_add_(0, pair_samples, sorted_input_grads[:, :in_features])
         else:
             x_tilde = saved[1]
             indices = saved[0]
@@ -395,10 +398,8 @@ class _OutputSpaceBlend(torch.autograd.Function):
                     all_trainable = trainable.new_zeros(b, q, m, rows)
                     all_trainable.scatter_add_(2, index, trainable)
                 grad_memories = torch.mm(all_trainable.view(b, q * m * rows).t(), x_tilde)
-        grad_x = grad_x_tilde
-        if ctx.bias and grad_x is not None:
-            # The bias column's gradient belongs to no input.
-            grad_x = grad_x[:, :-1]
+        if grad_x_tilde is not None:
+            grad_x = grad_x_tilde[:, :-1] if ctx.bias else grad_x_tilde
         if grad_memories is not None:
             grad_memories = grad_memories.reshape(q, m, u)
         return grad_x, grad_memories, None, grad_weights, None, None, None, None
