@@ -282,14 +282,15 @@ class _OutputSpaceBlend(torch.autograd.Function):
     """o_i = Σ_a α_ia · (M[idx_ia] x̃_i) with an explicit backward, x̃_i = [x_i, 1] with a bias.
 
     M is viewed as (q, m, r, p), p = in_features [+ 1]: unit j's memory t holds r output rows.
-    x̃ is never built on its own: the bias column is written straight into the buffers that
-    need it. Two strategies, same numbers up to rounding:
+    The layer input x comes in without its bias column; ∂x is returned without it too. Two
+    strategies, same numbers up to rounding:
 
     - ``dense``: all q·m·r memory outputs in one GEMM, then a gather of the k selected ones
       (m·b·P products, no host synchronisation, graph-capturable);
     - ``grouped`` (q = 1 only): the b·k (sample, slot) pairs are sorted by memory once (see
       :func:`_layout`) and each memory in use multiplies its own contiguous group of inputs,
-      one GEMM per memory written in place into the sorted output: exactly k·b·P products, no
+      one GEMM per memory written in place into the sorted output (the bias column written
+      straight into the sorted inputs, no padded copy of x): exactly k·b·P products, no
       padding to the busiest memory, one host synchronisation for the group sizes. The
       backward visits every memory once for both of its GEMMs (∂x from the whole group, ∂M
       from its trainable head: the winners' pairs under winner-take-all), and memories with no
@@ -351,7 +352,9 @@ class _OutputSpaceBlend(torch.autograd.Function):
         grad_out = grad_out.reshape(b, q, 1, rows)
         grad_weights = (selected * grad_out).sum(-1) if n[3] else None
         slot_grads = weights.unsqueeze(-1) * grad_out  # G: (b, q, k, rows)
-        grad_x = grad_x_tilde = grad_memories = None
+        # The bias column's gradient belongs to no input: ∂x is taken without it.
+        in_features = p - 1 if ctx.bias else p
+        grad_x = grad_memories = None
         if ctx.grouped:
             order, pair_samples, sorted_inputs = saved
             sizes, heads = ctx.layout
@@ -375,8 +378,6 @@ class _OutputSpaceBlend(torch.autograd.Function):
                 else:
                     grad_memories[memory].zero_()
             if n[0]:
-                # Straight into an input-shaped gradient: the bias column's belongs to no input.
-                in_features = p - 1 if ctx.bias else p
                 grad_x = sorted_input_grads.new_zeros(b, in_features)
                 grad_x.index_add_(0, pair_samples, sorted_input_grads[:, :in_features])
         else:
@@ -390,16 +391,14 @@ class _OutputSpaceBlend(torch.autograd.Function):
             index = indices.unsqueeze(-1).expand(b, q, k, rows)
             if n[0]:
                 all_grads = slot_grads.new_zeros(b, q, m, rows).scatter_add_(2, index, slot_grads)
-                grad_x_tilde = torch.mm(all_grads.view(b, q * m * rows), flat_memories)
+                grad_x = torch.mm(all_grads.view(b, q * m * rows), flat_memories[:, :in_features])
             if n[1]:
-                if trainable is slot_grads and grad_x_tilde is not None:
+                if trainable is slot_grads and grad_x is not None:
                     all_trainable = all_grads
                 else:
                     all_trainable = trainable.new_zeros(b, q, m, rows)
                     all_trainable.scatter_add_(2, index, trainable)
                 grad_memories = torch.mm(all_trainable.view(b, q * m * rows).t(), x_tilde)
-        if grad_x_tilde is not None:
-            grad_x = grad_x_tilde[:, :-1] if ctx.bias else grad_x_tilde
         if grad_memories is not None:
             grad_memories = grad_memories.reshape(q, m, u)
         return grad_x, grad_memories, None, grad_weights, None, None, None, None
