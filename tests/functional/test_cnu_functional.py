@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from dyna.functional import cnu_blend_weights, cnu_linear, cnu_linear_ref, psi, resize1d, resize2d
+from dyna.functional.cnu import _layout
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -274,3 +275,31 @@ def test_grouped_strategy_needs_shared_keys():
     x, memories, indices, weights = make_blend_inputs(3, 4, 2, 1, True, 2, torch.float32)
     with pytest.raises(ValueError, match="needs q = 1"):
         cnu_linear(x, memories, indices, weights, bias=True, strategy="grouped")
+
+
+def test_grouped_layout_puts_trainable_pairs_first():
+    # Pairs i·k + a sorted by memory (stable), winners first within each memory's group.
+    indices = torch.tensor([[[2, 0]], [[0, 2]], [[2, 2]]])
+    order, sizes, heads = _layout(indices, 4, trainable_slots=1)
+    assert order.tolist() == [2, 1, 0, 4, 3, 5]
+    assert sizes == [2, 0, 4, 0] and heads == [1, 0, 2, 0]
+    order, sizes, heads = _layout(indices, 4, trainable_slots=2)
+    assert order.tolist() == [1, 2, 0, 3, 4, 5]
+    assert sizes == heads == [2, 0, 4, 0]
+
+
+@pytest.mark.parametrize("strategy", ["dense", "grouped"])
+@pytest.mark.parametrize("wanted", ["x", "memories", "weights"])
+def test_cnu_linear_gradient_of_one_input_only(strategy, wanted):
+    # The backward skips the GEMMs of inputs that need no gradient: each gradient on its own
+    # must still be the twin's.
+    x, memories, indices, weights = make_blend_inputs(1, 5, 2, 3, True, 6, torch.float64)
+    inputs = {"x": x, "memories": memories, "weights": weights}
+    for name, tensor in inputs.items():
+        tensor.requires_grad_(name == wanted)
+    grad = torch.randn(6, 3, dtype=torch.float64)
+    ours = cnu_linear(x, memories, indices, weights, bias=True, wta=True, strategy=strategy)
+    expected = cnu_linear_ref(x, memories, indices, weights, bias=True, wta=True)
+    (ours_grad,) = torch.autograd.grad((ours * grad).sum(), inputs[wanted])
+    (expected_grad,) = torch.autograd.grad((expected * grad).sum(), inputs[wanted])
+    torch.testing.assert_close(ours_grad, expected_grad, rtol=1e-12, atol=1e-12)

@@ -251,83 +251,91 @@ def cnu_linear_ref(
     return out
 
 
-def _sort_by_memory(
-    groupings: list[torch.Tensor], memories: int
-) -> list[tuple[torch.Tensor, list[int]]]:
-    """Sort each flat tensor of memory indices by memory (stable) and count its group sizes.
+def _layout(indices: torch.Tensor, memories: int, trainable_slots: int):
+    """Sort the b·k (sample, slot) pairs by memory, the trainable slots first in each group.
 
-    Returns, per tensor, the permutation that sorts it and the group sizes as Python ints:
-    memory t owns the sorted positions start_t .. start_t + count_t − 1. Reading the sizes is
-    the one host synchronisation of the grouped blend (one for all the tensors).
+    Returns the stable permutation ``order`` of the flat pairs (pair i·k + a is sample i, slot
+    a) and, per memory, the size of its group and how many of its pairs lead it from a
+    trainable slot, as Python ints: memory t owns the sorted positions start_t .. start_t +
+    size_t − 1, its trainable pairs the first ``head_t`` of them. One sort and one count serve
+    the forward product, ∂x and ∂M (whose pairs are then a prefix of every group, with no
+    second sort or gather); reading the counts is the one host synchronisation of the blend.
     """
-    orders = [torch.argsort(flat, stable=True) for flat in groupings]
-    counts = torch.stack([torch.bincount(flat, minlength=memories) for flat in groupings])
-    return list(zip(orders, counts.tolist(), strict=True))
-
-
-def _segments(counts: list[int]):
-    """(memory, start, end) of every non-empty group of a sorted order."""
-    start = 0
-    for memory, count in enumerate(counts):
-        if count:
-            yield memory, start, start + count
-        start += count
+    b, _, k = indices.shape
+    flat = indices.reshape(b * k)
+    if trainable_slots < k:
+        # Key 2t for memory t's trainable pairs, 2t + 1 for its others.
+        keys = indices.reshape(b, k) * 2
+        keys[:, trainable_slots:] += 1
+        keys = keys.view(b * k)
+        counts = torch.bincount(keys, minlength=2 * memories).view(memories, 2).tolist()
+        heads = [head for head, _ in counts]
+        sizes = [head + rest for head, rest in counts]
+    else:
+        keys = flat
+        sizes = torch.bincount(flat, minlength=memories).tolist()
+        heads = sizes
+    return torch.argsort(keys, stable=True), sizes, heads
 
 
 class _OutputSpaceBlend(torch.autograd.Function):
-    """o_i = Σ_a α_ia · (M[idx_ia] x̃_i) with an explicit backward.
+    """o_i = Σ_a α_ia · (M[idx_ia] x̃_i) with an explicit backward, x̃_i = [x_i, 1] with a bias.
 
-    x̃ (b, p) is the input with its bias column; M is viewed as (q, m, r, p): unit j's memory t
-    holds r output rows. Two strategies, same numbers up to rounding:
+    M is viewed as (q, m, r, p), p = in_features [+ 1]: unit j's memory t holds r output rows.
+    The layer input x comes in without its bias column; ∂x is returned without it too. Two
+    strategies, same numbers up to rounding:
 
     - ``dense``: all q·m·r memory outputs in one GEMM, then a gather of the k selected ones
       (m·b·P products, no host synchronisation, graph-capturable);
-    - ``grouped`` (q = 1 only): the b·k (sample, slot) pairs are sorted by memory and each
-      memory in use multiplies its own contiguous segment of inputs, one GEMM per memory
-      written in place into the sorted output: exactly k·b·P products, no padding to the
-      busiest memory, one host synchronisation for the segment sizes. The backward is the same
-      loop twice, as ``nn.Linear``'s is two GEMMs; under winner-take-all the one for ∂M runs
-      over the b winners' pairs only (their own sorted order), and memories that win no
-      sample get a zero gradient without a GEMM.
+    - ``grouped`` (q = 1 only): the b·k (sample, slot) pairs are sorted by memory once (see
+      :func:`_layout`) and each memory in use multiplies its own contiguous group of inputs,
+      one GEMM per memory written in place into the sorted output (the bias column written
+      straight into the sorted inputs, no padded copy of x): exactly k·b·P products, no
+      padding to the busiest memory, one host synchronisation for the group sizes. The
+      backward visits every memory once for both of its GEMMs (∂x from the whole group, ∂M
+      from its trainable head: the winners' pairs under winner-take-all), and memories with no
+      trainable pair get a zero gradient without a GEMM. The pair order and the sorted inputs
+      are saved from the forward, so the backward sorts and gathers only the output gradient.
 
     Backward, with G_ia = α_ia g_i: ∂α_ia = g_i · (M[idx_ia] x̃_i); ∂x̃_i = Σ_a M[idx_ia]ᵀ G_ia;
     ∂M[idx_ia] += G_ia x̃_iᵀ for the slots a < ``trainable_slots`` only (1 under winner-take-all).
     """
 
     @staticmethod
-    def forward(ctx, x_tilde, memories, indices, weights, rows, trainable_slots, grouped):
-        b, p = x_tilde.shape
+    def forward(ctx, x, memories, indices, weights, rows, trainable_slots, grouped, bias):
+        b, n = x.shape
         q, m, _ = memories.shape
         k = indices.shape[2]
+        p = n + 1 if bias else n
+        ctx.rows, ctx.trainable_slots, ctx.grouped, ctx.bias = rows, trainable_slots, grouped, bias
         if grouped:
-            groupings = [indices.reshape(-1)]
-            if trainable_slots < k:
-                # Only the winners' memories get gradient: sort them on their own as well.
-                groupings.append(indices[:, 0, 0])
-            layouts = _sort_by_memory(groupings, m)
-            order, counts = layouts[0]
+            order, sizes, heads = _layout(indices, m, trainable_slots)
             # Pair i·k + a belongs to sample i.
             pair_samples = torch.div(order, k, rounding_mode="floor")
-            sorted_inputs = x_tilde.index_select(0, pair_samples)
+            sorted_inputs = x.new_empty(b * k, p)
+            torch.index_select(x, 0, pair_samples, out=sorted_inputs[:, :n])
+            if bias:
+                sorted_inputs[:, n].fill_(1.0)
+            sorted_outputs = x.new_empty(b * k, rows)
             blocks = memories.reshape(m, rows, p)
-            sorted_outputs = x_tilde.new_empty(b * k, rows)
-            for memory, start, end in _segments(counts):
-                torch.mm(
-                    sorted_inputs[start:end], blocks[memory].t(), out=sorted_outputs[start:end]
-                )
-            selected = torch.empty_like(sorted_outputs)
-            selected[order] = sorted_outputs
+            for block, inputs, outputs in zip(
+                blocks.unbind(0),
+                sorted_inputs.split(sizes),
+                sorted_outputs.split(sizes),
+                strict=True,
+            ):
+                if inputs.shape[0]:
+                    torch.mm(inputs, block.t(), out=outputs)
+            selected = torch.empty_like(sorted_outputs).index_copy_(0, order, sorted_outputs)
             selected = selected.view(b, q, k, rows)
-            ctx.layouts = layouts
-            ctx.save_for_backward(
-                x_tilde, memories, indices, weights, selected, pair_samples, sorted_inputs
-            )
+            ctx.layout = sizes, heads
+            ctx.save_for_backward(memories, weights, selected, order, pair_samples, sorted_inputs)
         else:
+            x_tilde = F.pad(x, (0, 1), value=1.0) if bias else x
             all_outputs = torch.mm(x_tilde, memories.reshape(q * m * rows, p).t())
             all_outputs = all_outputs.view(b, q, m, rows)
             selected = torch.gather(all_outputs, 2, indices.unsqueeze(-1).expand(b, q, k, rows))
-            ctx.save_for_backward(x_tilde, memories, indices, weights, selected)
-        ctx.rows, ctx.trainable_slots, ctx.grouped = rows, trainable_slots, grouped
+            ctx.save_for_backward(memories, weights, selected, indices, x_tilde)
         # k is small: a broadcast product and sum beat a batched GEMM of (1, k) x (k, rows).
         out = (weights.unsqueeze(-1) * selected).sum(2)
         return out.reshape(b, q * rows)
@@ -335,54 +343,56 @@ class _OutputSpaceBlend(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):
-        x_tilde, memories, indices, weights, selected, *grouped_saved = ctx.saved_tensors
+        memories, weights, selected, *saved = ctx.saved_tensors
         rows, trainable_slots = ctx.rows, ctx.trainable_slots
-        b, p = x_tilde.shape
-        q, m, u = memories.shape
-        k = indices.shape[2]
+        b, q, k, _ = selected.shape
+        _, m, u = memories.shape
+        p = saved[-1].shape[1]
+        n = ctx.needs_input_grad
         grad_out = grad_out.reshape(b, q, 1, rows)
-        grad_weights = (selected * grad_out).sum(-1) if ctx.needs_input_grad[3] else None
+        grad_weights = (selected * grad_out).sum(-1) if n[3] else None
         slot_grads = weights.unsqueeze(-1) * grad_out  # G: (b, q, k, rows)
+        # The bias column's gradient belongs to no input: ∂x is taken without it.
+        in_features = p - 1 if ctx.bias else p
         grad_x = grad_memories = None
         if ctx.grouped:
-            pair_samples, sorted_inputs = grouped_saved
-            (order, counts), *winner_layout = ctx.layouts
+            order, pair_samples, sorted_inputs = saved
+            sizes, heads = ctx.layout
             blocks = memories.reshape(m, rows, p)
             sorted_grads = slot_grads.reshape(b * k, rows).index_select(0, order)
-            if ctx.needs_input_grad[0]:
-                sorted_input_grads = x_tilde.new_empty(b * k, p)
-                for memory, start, end in _segments(counts):
-                    torch.mm(
-                        sorted_grads[start:end], blocks[memory], out=sorted_input_grads[start:end]
-                    )
-                grad_x = x_tilde.new_zeros(b, p).index_add_(0, pair_samples, sorted_input_grads)
-            if ctx.needs_input_grad[1]:
-                if winner_layout:
-                    # Winner-take-all: ∂M from the winners' pairs only, one per sample.
-                    order, counts = winner_layout[0]
-                    sorted_grads = slot_grads[:, 0, 0].index_select(0, order)
-                    sorted_inputs = x_tilde.index_select(0, order)
+            if n[0]:
+                sorted_input_grads = sorted_inputs.new_empty(b * k, p)
+                input_grads = sorted_input_grads.split(sizes)
+            if n[1]:
                 grad_memories = memories.new_empty(m, rows, p)
-                for memory, count in enumerate(counts):
-                    if not count:
-                        grad_memories[memory].zero_()
-                for memory, start, end in _segments(counts):
-                    torch.mm(
-                        sorted_grads[start:end].t(),
-                        sorted_inputs[start:end],
-                        out=grad_memories[memory],
-                    )
+            for memory, (block, grads, inputs, size, head) in enumerate(
+                zip(blocks.unbind(0), sorted_grads.split(sizes), sorted_inputs.split(sizes),
+                    sizes, heads, strict=True)
+            ):  # fmt: skip
+                if n[0] and size:
+                    torch.mm(grads, block, out=input_grads[memory])
+                if not n[1]:
+                    continue
+                if head:
+                    torch.mm(grads[:head].t(), inputs[:head], out=grad_memories[memory])
+                else:
+                    grad_memories[memory].zero_()
+            if n[0]:
+                grad_x = sorted_input_grads.new_zeros(b, in_features)
+                grad_x.index_add_(0, pair_samples, sorted_input_grads[:, :in_features])
         else:
+            x_tilde = saved[1]
+            indices = saved[0]
             trainable = slot_grads
             if trainable_slots < k:
                 trainable = slot_grads.clone()
                 trainable[:, :, trainable_slots:] = 0
             flat_memories = memories.reshape(q * m * rows, p)
             index = indices.unsqueeze(-1).expand(b, q, k, rows)
-            if ctx.needs_input_grad[0]:
+            if n[0]:
                 all_grads = slot_grads.new_zeros(b, q, m, rows).scatter_add_(2, index, slot_grads)
-                grad_x = torch.mm(all_grads.view(b, q * m * rows), flat_memories)
-            if ctx.needs_input_grad[1]:
+                grad_x = torch.mm(all_grads.view(b, q * m * rows), flat_memories[:, :in_features])
+            if n[1]:
                 if trainable is slot_grads and grad_x is not None:
                     all_trainable = all_grads
                 else:
@@ -391,7 +401,7 @@ class _OutputSpaceBlend(torch.autograd.Function):
                 grad_memories = torch.mm(all_trainable.view(b, q * m * rows).t(), x_tilde)
         if grad_memories is not None:
             grad_memories = grad_memories.reshape(q, m, u)
-        return grad_x, grad_memories, None, grad_weights, None, None, None
+        return grad_x, grad_memories, None, grad_weights, None, None, None, None
 
 
 def cnu_linear(
@@ -439,9 +449,9 @@ def cnu_linear(
         grouped = q == 1 and m > k and not torch.compiler.is_compiling()
     else:
         grouped = strategy == "grouped"
-    x_tilde = F.pad(x, (0, 1), value=1.0) if bias else x
-    weights = weights.to(x.dtype)
+    if weights.dtype != x.dtype:
+        weights = weights.to(x.dtype)
     trainable_slots = 1 if wta else k
     return _OutputSpaceBlend.apply(
-        x_tilde, memories, indices, weights, rows, trainable_slots, grouped
+        x, memories, indices, weights, rows, trainable_slots, grouped, bias
     )

@@ -376,14 +376,19 @@ class CNUs(nn.Module):
         # not scramble copies its candidate's memory onto itself, so one row copy serves every
         # unit. Rows of the flat (q·m, u) view are copied whole: a gather/scatter with a
         # (q, 1, u) index costs 20x more (an index per element of the large memory rows).
-        source = torch.where(scrambled_q1, element_winner, candidate.view(q, 1))
-        unit_offsets = torch.arange(0, q * m, m, device=source.device)
-        flat_memories = self.M.view(q * m, u)
-        flat_memories.index_copy_(
-            0,
-            unit_offsets + candidate,
-            flat_memories.index_select(0, unit_offsets + source.view(q)),
-        )
+        # Scrambling is rare, and the copy reads and writes whole memories (a layer's weight
+        # matrix each with shared keys): on the CPU, where reading the flag costs no device
+        # synchronisation, a call in which no unit scrambles skips it (it would copy every
+        # candidate's memory onto itself).
+        if self.M.device.type != "cpu" or torch.compiler.is_compiling() or bool(scrambled.any()):
+            source = torch.where(scrambled_q1, element_winner, candidate.view(q, 1))
+            unit_offsets = torch.arange(0, q * m, m, device=source.device)
+            flat_memories = self.M.view(q * m, u)
+            flat_memories.index_copy_(
+                0,
+                unit_offsets + candidate,
+                flat_memories.index_select(0, unit_offsets + source.view(q)),
+            )
         winners.scatter_(
             1, element.view(q, 1), torch.where(scrambled_q1, candidate.view(q, 1), element_winner)
         )
