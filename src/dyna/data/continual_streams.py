@@ -38,6 +38,8 @@ from dataclasses import dataclass
 
 import torch
 
+from dyna.functional._checks import check_choice, check_int
+
 STREAM_NAMES = ("modes", "moons")
 STREAM_ORDERS = ("iid", "ci", "cdi", "cdid")
 
@@ -128,23 +130,6 @@ class ContinualStream:
     def in_features(self) -> int:
         """Input dimension (2)."""
         return self.train.inputs.shape[1]
-
-
-def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be a str, one of {list(choices)}, got {type(value).__name__}")
-    lowered = value.lower()
-    if lowered not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
-    return lowered
-
-
-def _check_int(name: str, value: object, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
 
 
 def _class_counts(total: int, ratios: tuple[float, ...]) -> list[int]:
@@ -286,10 +271,10 @@ def make_stream(
         >>> stream.train.targets.unique_consecutive().tolist()
         [0, 1, 2, 3]
     """
-    name = _check_choice("name", name, STREAM_NAMES)
-    order = _check_choice("order", order, STREAM_ORDERS)
-    seed = _check_int("seed", seed, minimum=0)
-    num_train = _check_int("num_train", num_train, minimum=_MIN_NUM_TRAIN)
+    name = check_choice("name", name, STREAM_NAMES)
+    order = check_choice("order", order, STREAM_ORDERS)
+    seed = check_int("seed", seed, minimum=0)
+    num_train = check_int("num_train", num_train, minimum=_MIN_NUM_TRAIN)
     if dtype is None:
         dtype = torch.get_default_dtype()
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:

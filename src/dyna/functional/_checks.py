@@ -8,7 +8,8 @@ names the argument, instead of an assertion or an error from deep inside torch.
 from __future__ import annotations
 
 import math
-from numbers import Real
+from collections.abc import Sequence
+from numbers import Integral, Real
 
 import torch
 
@@ -53,3 +54,27 @@ def check_bool(name: str, value: object) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
     return value
+
+
+def check_int(name: str, value: object, *, minimum: int | None = None) -> int:
+    """Return ``value`` as an int if it is an integer (not a bool) of at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_positive_int(name: str, value: object) -> int:
+    """Return ``value`` if it is an int (not a bool) >= 1."""
+    return check_int(name, value, minimum=1)
+
+
+def check_choice(name: str, value: object, choices: Sequence[str]) -> str:
+    """Return ``value`` lower-cased if it names one of ``choices`` (case-insensitive)."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, one of {list(choices)}, got {type(value).__name__}")
+    lowered = value.lower()
+    if lowered not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return lowered

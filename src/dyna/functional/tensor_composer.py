@@ -24,6 +24,7 @@ import math
 from typing import Any
 
 import torch
+from torch import library as op_registry
 
 from dyna.functional.gradient_normalization import _default_eps, backward_gradient_normalization
 from dyna.functional.siglog import _apply_sign, _siglog_eps, siglog
@@ -73,7 +74,7 @@ def backward_gradient_normalization_multiplicity(
 # ----------------------------------------------------------------------------- noise
 
 
-@torch.library.custom_op(
+@op_registry.custom_op(
     "dyna::standard_normal_like", mutates_args=(), tags=(torch.Tag.nondeterministic_seeded,)
 )
 def _standard_normal_like(tensors: list[torch.Tensor]) -> list[torch.Tensor]:

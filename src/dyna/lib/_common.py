@@ -6,16 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
-from dyna.functional._checks import check_floating_tensor
-
-
-def check_positive_int(name: str, value: object) -> int:
-    """Return ``value`` if it is an int (not a bool) >= 1."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be a positive int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value}")
-    return value
+from dyna.functional._checks import check_floating_tensor, check_positive_int
 
 
 def check_output_shape(value: object, *, min_numel: int = 1) -> list[int]:

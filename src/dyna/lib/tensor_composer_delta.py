@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dyna.functional._checks import check_bool, check_real
+from dyna.functional._checks import check_bool, check_positive_int, check_real
 from dyna.functional.gradient_normalization import backward_gradient_normalization
 from dyna.functional.siglog import siglog
 from dyna.functional.tensor_composer import (
@@ -39,7 +39,6 @@ from dyna.functional.tensor_composer import (
 from dyna.lib._common import (
     check_context,
     check_output_shape,
-    check_positive_int,
     check_weights_dtype,
     linear_without_init,
 )

@@ -26,14 +26,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dyna.functional._checks import check_bool, check_real
+from dyna.functional._checks import check_bool, check_positive_int, check_real
 from dyna.functional.gradient_normalization import backward_gradient_normalization
 from dyna.functional.siglog import siglog
 from dyna.functional.tensor_composer import mobius_latent_expansion, mobius_projection
 from dyna.lib._common import (
     check_context,
     check_output_shape,
-    check_positive_int,
     check_weights_dtype,
     linear_without_init,
 )

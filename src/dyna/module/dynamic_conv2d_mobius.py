@@ -26,8 +26,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from dyna.functional._checks import check_real
-from dyna.lib._common import check_positive_int
+from dyna.functional._checks import check_positive_int, check_real
 from dyna.lib.tensor_composer_mobius import TensorComposerMobius
 from dyna.module._dynamic_conv import DynamicConv2DBase
 

@@ -20,14 +20,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from numbers import Integral
 from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dyna.functional._checks import check_bool, check_floating_tensor, check_real
+from dyna.functional._checks import (
+    check_bool,
+    check_floating_tensor,
+    check_positive_int,
+    check_real,
+)
 from dyna.functional.horn import horn_scan, horn_step
 
 DYNAMICS = ("alpha", "omega", "gamma", "v")
@@ -49,14 +53,6 @@ class HORNState(NamedTuple):
     x: torch.Tensor
     y: torch.Tensor
     history: torch.Tensor | None = None
-
-
-def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value <= 0:
-        raise ValueError(f"{name} must be > 0, got {value}")
-    return int(value)
 
 
 def _check_dtype(dtype: object) -> None:
@@ -153,7 +149,7 @@ class HORNStep(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        self.n_units = _check_positive_int("n_units", n_units)
+        self.n_units = check_positive_int("n_units", n_units)
         self.dt = check_real("dt", dt, minimum=0.0, strictly_greater=True)
         _check_dtype(dtype)
         learnable = _check_learnable(learnable)
@@ -323,8 +319,8 @@ class HORNSeqLayer(nn.Module):
     ) -> None:
         super().__init__()
         factory_kwargs = {"device": device, "dtype": dtype}
-        self.n_input = _check_positive_int("n_input", n_input)
-        self.n_hidden = _check_positive_int("n_hidden", n_hidden)
+        self.n_input = check_positive_int("n_input", n_input)
+        self.n_hidden = check_positive_int("n_hidden", n_hidden)
         self.bias = check_bool("bias", bias)
         self.batch_first = check_bool("batch_first", batch_first)
         self.paper = check_bool("paper", paper)
@@ -595,15 +591,15 @@ class HORNSeqNetwork(nn.Module):
     ) -> None:
         super().__init__()
         factory_kwargs = {"device": device, "dtype": dtype}
-        self.n_input = _check_positive_int("n_input", n_input)
+        self.n_input = check_positive_int("n_input", n_input)
         if isinstance(n_hidden, (list, tuple)):
             if not n_hidden:
                 raise ValueError("n_hidden must name at least one layer, got an empty list")
-            sizes = [_check_positive_int("n_hidden", size) for size in n_hidden]
+            sizes = [check_positive_int("n_hidden", size) for size in n_hidden]
         else:
-            sizes = [_check_positive_int("n_hidden", n_hidden)]
+            sizes = [check_positive_int("n_hidden", n_hidden)]
         self.n_hidden = sizes
-        self.n_output = _check_positive_int("n_output", n_output)
+        self.n_output = check_positive_int("n_output", n_output)
         if not isinstance(readout, str):
             raise TypeError(f"readout must be a str, got {type(readout).__name__}")
         if readout not in ("last", "mean"):

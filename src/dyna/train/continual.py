@@ -48,6 +48,7 @@ from dyna.data.continual_streams import (
     StreamSplit,
     make_stream,
 )
+from dyna.functional._checks import check_choice, check_int
 from dyna.module import LinearCNU
 from dyna.train.continual_metrics import accuracy_per_distribution, continual_metrics
 
@@ -141,8 +142,8 @@ def paper_cnu_hyperparameters(stream: str, order: str) -> CNUHyperparameters:
         >>> paper_cnu_hyperparameters("moons", "cdid").gamma_alpha
         5.0
     """
-    stream = _check_choice("stream", stream, STREAM_NAMES)
-    order = _check_choice("order", order, STREAM_ORDERS)
+    stream = check_choice("stream", stream, STREAM_NAMES)
+    order = check_choice("order", order, STREAM_ORDERS)
     return PAPER_CNU_HYPERPARAMETERS[(stream, "ci" if order == "iid" else order)]
 
 
@@ -183,23 +184,6 @@ class ContinualResult:
     average_forgetting: float
     forward_transfer: float
     seconds: float
-
-
-def _check_choice(name: str, value: object, choices: Sequence[str]) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be a str, one of {list(choices)}, got {type(value).__name__}")
-    lowered = value.lower()
-    if lowered not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
-    return lowered
-
-
-def _check_int(name: str, value: object, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
 
 
 def _check_rate(name: str, value: object, *, positive: bool) -> float:
@@ -249,10 +233,10 @@ def build_model(
           (2): Linear(in_features=5, out_features=4, bias=True)
         )
     """
-    model = _check_choice("model", model, MODEL_KINDS)
-    in_features = _check_int("in_features", in_features, minimum=1)
-    num_classes = _check_int("num_classes", num_classes, minimum=1)
-    hidden = _check_int("hidden", hidden, minimum=1)
+    model = check_choice("model", model, MODEL_KINDS)
+    in_features = check_int("in_features", in_features, minimum=1)
+    num_classes = check_int("num_classes", num_classes, minimum=1)
+    hidden = check_int("hidden", hidden, minimum=1)
     factory_kwargs = {"device": device, "dtype": dtype}
     if model == "linear":
         return nn.Linear(in_features, num_classes, **factory_kwargs)
@@ -365,12 +349,12 @@ def run_continual(
         >>> result.matrix.shape, result.steps
         (torch.Size([4, 4]), 100)
     """
-    model = _check_choice("model", model, MODEL_KINDS)
-    seed = _check_int("seed", seed, minimum=0)
-    split = _check_choice("split", split, SPLITS)
-    hidden = _check_int("hidden", hidden, minimum=1)
+    model = check_choice("model", model, MODEL_KINDS)
+    seed = check_int("seed", seed, minimum=0)
+    split = check_choice("split", split, SPLITS)
+    hidden = check_int("hidden", hidden, minimum=1)
     if isinstance(stream, ContinualStream):
-        if order is not None and _check_choice("order", order, STREAM_ORDERS) != stream.order:
+        if order is not None and check_choice("order", order, STREAM_ORDERS) != stream.order:
             raise ValueError(
                 f"order must be None or the stream's order {stream.order!r}, got {order!r}"
             )
@@ -497,8 +481,8 @@ def search_hyperparameters(
     Returns:
         The candidates sorted by score, best first.
     """
-    model = _check_choice("model", model, MODEL_KINDS)
-    split = _check_choice("split", split, SPLITS)
+    model = check_choice("model", model, MODEL_KINDS)
+    split = check_choice("split", split, SPLITS)
     streams = _check_sequence("streams", streams)
     for stream in streams:
         if not isinstance(stream, ContinualStream):
@@ -555,7 +539,7 @@ class ExperimentRow:
         """Mean and sample standard deviation over seeds of ``"average_accuracy"``,
         ``"average_forgetting"`` or ``"forward_transfer"`` (std 0 for one seed)."""
         names = ("average_accuracy", "average_forgetting", "forward_transfer")
-        metric = _check_choice("metric", metric, names)
+        metric = check_choice("metric", metric, names)
         values = [getattr(result, metric) for result in self.results]
         spread = statistics.stdev(values) if len(values) > 1 else 0.0
         return statistics.fmean(values), spread
@@ -601,16 +585,16 @@ def run_experiment(
         One :class:`ExperimentRow` per (data set, order, model), in that nesting order.
     """
     streams = tuple(
-        _check_choice("streams", name, STREAM_NAMES) for name in _check_sequence("streams", streams)
+        check_choice("streams", name, STREAM_NAMES) for name in _check_sequence("streams", streams)
     )
     orders = tuple(
-        _check_choice("orders", name, STREAM_ORDERS) for name in _check_sequence("orders", orders)
+        check_choice("orders", name, STREAM_ORDERS) for name in _check_sequence("orders", orders)
     )
     models = tuple(
-        _check_choice("models", name, MODEL_KINDS) for name in _check_sequence("models", models)
+        check_choice("models", name, MODEL_KINDS) for name in _check_sequence("models", models)
     )
-    seeds = tuple(_check_int("seeds", seed, minimum=0) for seed in _check_sequence("seeds", seeds))
-    selection = _check_choice("selection", selection, SPLITS)
+    seeds = tuple(check_int("seeds", seed, minimum=0) for seed in _check_sequence("seeds", seeds))
+    selection = check_choice("selection", selection, SPLITS)
     if not isinstance(search_cnu, bool):
         raise TypeError(f"search_cnu must be a bool, got {type(search_cnu).__name__}")
     if progress is not None and not callable(progress):
