@@ -25,3 +25,24 @@ def median_seconds(
             function()
             times.append(time.perf_counter() - start)
     return statistics.median(candidate_times), statistics.median(baseline_times)
+
+
+def time_cases(
+    cases: list[tuple[str, Callable[[], object], Callable[[], object]]],
+    *,
+    repeats: int,
+    warmup: int = 3,
+    baseline_label: str = "base ms",
+) -> list[tuple[str, float, float]]:
+    """Time each ``(name, candidate, baseline)`` with :func:`median_seconds` and print a table.
+
+    Returns one ``(name, candidate seconds, baseline seconds)`` row per case.
+    """
+    width = max([len("case"), *(len(name) for name, _, _ in cases)])
+    print(f"{'case':<{width}} {'ours ms':>9} {baseline_label:>9} {'ratio':>7}")
+    rows = []
+    for name, candidate, baseline in cases:
+        ours, base = median_seconds(candidate, baseline, repeats=repeats, warmup=warmup)
+        rows.append((name, ours, base))
+        print(f"{name:<{width}} {ours * 1e3:9.3f} {base * 1e3:9.3f} {ours / base:7.2f}")
+    return rows

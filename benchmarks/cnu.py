@@ -29,7 +29,7 @@ from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _timing import median_seconds
+from _timing import time_cases
 
 import dyna.module.cnu as cnu_module
 from dyna.functional import cnu_linear, cnu_linear_ref
@@ -162,13 +162,7 @@ def run(args: argparse.Namespace) -> list[tuple[str, float, float]]:
         f"Linear {args.in_features}->{args.out_features}, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads"
     )
-    print(f"{'case':<46} {'ours ms':>9} {'base ms':>9} {'ratio':>7}")
-    rows = []
-    for name, candidate, base in cases:
-        ours, reference = median_seconds(candidate, base, repeats=args.repeats)
-        rows.append((name, ours, reference))
-        print(f"{name:<46} {ours * 1e3:9.3f} {reference * 1e3:9.3f} {ours / reference:7.2f}")
-    return rows
+    return time_cases(cases, repeats=args.repeats)
 
 
 if __name__ == "__main__":

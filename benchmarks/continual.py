@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _timing import median_seconds
+from _timing import time_cases
 
 from dyna.data import make_stream
 from dyna.train.continual import build_model, paper_cnu_hyperparameters, run_continual
@@ -77,13 +77,7 @@ def main(argv: list[str] | None = None) -> list[tuple[str, float, float]]:
         ),
     ]
     print(f"online SGD, batch 1, torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"{'case':<40} {'ours ms':>9} {'base ms':>9} {'ratio':>7}")
-    rows = []
-    for name, candidate, baseline in cases:
-        ours, base = median_seconds(candidate, baseline, repeats=args.repeats, warmup=1)
-        rows.append((name, ours, base))
-        print(f"{name:<40} {ours * 1e3:9.2f} {base * 1e3:9.2f} {ours / base:7.2f}")
-    return rows
+    return time_cases(cases, repeats=args.repeats, warmup=1)
 
 
 if __name__ == "__main__":

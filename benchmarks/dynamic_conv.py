@@ -31,7 +31,7 @@ from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _timing import median_seconds
+from _timing import time_cases
 
 import dyna
 from dyna.functional.dynamic_conv import per_sample_conv2d
@@ -160,15 +160,12 @@ def main(argv: list[str] | None = None) -> list[tuple[str, float, float]]:
         f"{args.size}x{args.size}, {kernel}x{kernel}, context {args.context}, float32 input, "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; baseline nn.Conv2d"
     )
-    print(f"{'case':<36} {'ours ms':>9} {'conv ms':>9} {'ratio':>7}")
-    rows = []
-    for name, candidate in cases:
-        ours, base = median_seconds(
-            candidate, baselines.get(name, baseline), repeats=args.repeats, warmup=args.warmup
-        )
-        rows.append((name, ours, base))
-        print(f"{name:<36} {ours * 1e3:9.2f} {base * 1e3:9.2f} {ours / base:7.2f}")
-    return rows
+    return time_cases(
+        [(name, candidate, baselines.get(name, baseline)) for name, candidate in cases],
+        repeats=args.repeats,
+        warmup=args.warmup,
+        baseline_label="conv ms",
+    )
 
 
 if __name__ == "__main__":

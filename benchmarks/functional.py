@@ -27,7 +27,7 @@ from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _timing import median_seconds
+from _timing import time_cases
 
 import dyna
 
@@ -101,13 +101,7 @@ def main(argv: list[str] | None = None) -> list[tuple[str, float, float]]:
         f"forward+backward, {args.batch}x{args.features} {args.dtype}, "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads"
     )
-    print(f"{'case':<50} {'ours ms':>9} {'base ms':>9} {'ratio':>7}")
-    rows = []
-    for name, candidate, baseline in cases:
-        ours, base = median_seconds(candidate, baseline, repeats=args.repeats)
-        rows.append((name, ours, base))
-        print(f"{name:<50} {ours * 1e3:9.3f} {base * 1e3:9.3f} {ours / base:7.2f}")
-    return rows
+    return time_cases(cases, repeats=args.repeats)
 
 
 if __name__ == "__main__":
