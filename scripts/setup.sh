@@ -3,7 +3,7 @@
 #
 # Installs the CPU build of torch 2.13.0 unless the Python that runs this script already has a
 # torch (then the environment reuses it), and DyNA itself in editable mode with its
-# development tools. Environment variables:
+# development and documentation tools. Environment variables:
 #   PYTHON           interpreter to build the environment from (default: python3)
 #   DYNA_VENV        where the environment lives (default: .venv in the repository)
 #   DYNA_TORCH       the torch requirement to install (default: torch==2.13.0)
@@ -35,8 +35,8 @@ fi
 stamp="$venv/.dyna-installed"
 fingerprint=$(cat pyproject.toml | cksum)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$fingerprint" ]; then
-  echo "setup: installing dyna and its development tools"
-  "$venv/bin/pip" install --quiet --editable ".[dev]"
+  echo "setup: installing dyna, its development tools and the documentation tools"
+  "$venv/bin/pip" install --quiet --editable ".[dev,docs]"
   echo "$fingerprint" >"$stamp"
 fi
 "$venv/bin/python" -c "import dyna, torch; print(f'setup: dyna {dyna.__version__}, torch {torch.__version__}')"

@@ -63,8 +63,9 @@ def horn_step(
         drive: everything that enters the tanh except ``v * x``, shape (..., n).
         x: positions, same shape as ``drive``.
         y: velocities, same shape as ``drive``.
-        alpha, omega, gamma: excitability, natural frequency, damping; floats or tensors that
-            broadcast to (n,).
+        alpha: excitability, a float or a tensor that broadcasts to (n,).
+        omega: natural frequency, a float or a tensor that broadcasts to (n,).
+        gamma: damping, a float or a tensor that broadcasts to (n,).
         v: amplitude feedback inside the tanh, or None (no feedback term).
         dt: the integration step h.
 
@@ -518,10 +519,13 @@ def horn_scan(
         drive: input projection for every step, (T, B, n).
         weight: recurrent weight (n, n), (out, in) layout.
         bias: recurrent bias (n,) or None; must be None with delays.
-        alpha, omega, gamma: floats or tensors broadcastable to (n,).
+        alpha: excitability, a float or a tensor broadcastable to (n,).
+        omega: natural frequency, a float or a tensor broadcastable to (n,).
+        gamma: damping, a float or a tensor broadcastable to (n,).
         v: amplitude feedback (float or tensor broadcastable to (n,)), or None to skip it.
         dt: integration step h, a positive float.
-        x0, y0: initial positions and velocities, (B, n).
+        x0: initial positions, (B, n).
+        y0: initial velocities, (B, n).
         recurrent_scale: multiplies the recurrent term (1.0 brainmass, 1/sqrt(n) the paper).
         delay: None or an integer (n, n) tensor of non-negative lags in steps.
         history: with delays, the readable velocities newest first, (L, B, n) with

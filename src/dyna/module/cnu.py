@@ -18,6 +18,7 @@ batch with per-sample filters in one grouped convolution.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -90,7 +91,7 @@ class LinearCNU(CNUs):
         *,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
-        **cnu_kwargs,
+        **cnu_kwargs: Any,
     ) -> None:
         self.in_features = check_positive_int("in_features", in_features)
         self.out_features = check_positive_int("out_features", out_features)
@@ -234,7 +235,7 @@ class Conv2dCNU(CNUs):
         *,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
-        **cnu_kwargs,
+        **cnu_kwargs: Any,
     ) -> None:
         self.in_channels = check_positive_int("in_channels", in_channels)
         self.out_channels = check_positive_int("out_channels", out_channels)

@@ -38,9 +38,18 @@ class DynamicConv2DDelta(DynamicConv2DBase):
         out_channels: output channels C_out.
         context_length: size Lc of the context vector.
         context_use_bias: bias of the composer's context projection (default False).
-        rank, initialization_std, weights_repulsion_strength, weights_noise_strength,
-            rank_noise_strength, similarity_penalty_strength: passed to
-            :class:`~dyna.lib.TensorComposerDelta` (stored as ``wl_*`` attributes).
+        rank: passed to :class:`~dyna.lib.TensorComposerDelta`
+            (stored as ``wl_rank``).
+        initialization_std: passed to :class:`~dyna.lib.TensorComposerDelta`
+            (stored as ``wl_initialization_std``).
+        weights_repulsion_strength: passed to :class:`~dyna.lib.TensorComposerDelta`
+            (stored as ``wl_weights_repulsion_strength``).
+        weights_noise_strength: passed to :class:`~dyna.lib.TensorComposerDelta`
+            (stored as ``wl_weights_noise_strength``).
+        rank_noise_strength: passed to :class:`~dyna.lib.TensorComposerDelta`
+            (stored as ``wl_rank_noise_strength``).
+        similarity_penalty_strength: passed to :class:`~dyna.lib.TensorComposerDelta`
+            (stored as ``wl_similarity_penalty_strength``).
         kernel_size: int or (k0, k1) (default (3, 3)).
         stride: int or two ints (default (1, 1)).
         padding: int, (horizontal, vertical) meaning (left = right, top = bottom), or

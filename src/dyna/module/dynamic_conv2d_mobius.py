@@ -38,8 +38,9 @@ class DynamicConv2DMobius(DynamicConv2DBase):
         in_channels: input channels C_in.
         out_channels: output channels C_out.
         context_length: size Lc of the context vector.
-        n_subspaces, rank_subspace, rank_transformations: C, R, Rz of
-            :class:`~dyna.lib.TensorComposerMobius` (default 16 each).
+        n_subspaces: C of :class:`~dyna.lib.TensorComposerMobius` (default 16).
+        rank_subspace: R of :class:`~dyna.lib.TensorComposerMobius` (default 16).
+        rank_transformations: Rz of :class:`~dyna.lib.TensorComposerMobius` (default 16).
         kernel_size: int or (k0, k1) (default (3, 3)).
         stride: int or two ints (default (1, 1)).
         padding: int, (horizontal, vertical) meaning (left = right, top = bottom), or

@@ -121,7 +121,8 @@ class HORNStep(nn.Module):
         learnable: names from {"alpha", "omega", "gamma", "v"} to make ``nn.Parameter`` s; the
             others are persistent buffers. A value that is already an ``nn.Parameter`` is
             registered as is (shared, learnable) whatever ``learnable`` says.
-        device, dtype: of the dynamics tensors (bfloat16/float16 layers keep them in float32).
+        device: device of the dynamics tensors.
+        dtype: dtype of the layer (bfloat16/float16 layers keep the dynamics in float32).
 
     Shape:
         - drive: (..., n).
@@ -271,8 +272,11 @@ class HORNSeqLayer(nn.Module):
     Args:
         n_input: input features per step.
         n_hidden: number of oscillators n.
-        alpha, omega, gamma, v, learnable: oscillator dynamics, see :class:`HORNStep`
-            (defaults 0.04, 2*pi/28, 0.01, 0.0, ()).
+        alpha: excitability (default 0.04), see :class:`HORNStep`.
+        omega: natural frequency (default 2*pi/28), see :class:`HORNStep`.
+        gamma: damping (default 0.01), see :class:`HORNStep`.
+        v: amplitude feedback inside the tanh (default 0.0), see :class:`HORNStep`.
+        learnable: dynamics to make ``nn.Parameter`` s (default ()), see :class:`HORNStep`.
         dt: integration step h (default 1.0).
         delay: None (default) or an integer (n, n) tensor / nested list of lags in steps;
             ``delay[i, j]`` is the lag from source j to target i. Use :func:`delay_steps` to
@@ -281,7 +285,8 @@ class HORNSeqLayer(nn.Module):
         recurrent_scale: multiplies the whole recurrent term (default 1.0, brainmass;
             1/sqrt(n) is the original HORN).
         batch_first: input and output as (B, T, features) (default False); states are (B, n).
-        device, dtype: factory arguments.
+        device: factory argument: where parameters and buffers live.
+        dtype: factory argument: the dtype of parameters and buffers.
         paper: the original HORN (default False): recurrent_scale = 1/sqrt(n), requires v = 0
             and initialises like ``nn.Linear`` instead of N(0, 2/fan_in) with zero biases.
 
@@ -546,17 +551,27 @@ class HORNSeqNetwork(nn.Module):
 
     Layer l reads the position sequence of layer l-1 (layer 1 reads the input); the readout
     ``h2o`` maps the last layer's final position x_T (``readout='last'``, brainmass and the
-    paper) or its time average (``readout='mean'``) to ``n_output`` logits.
+    paper) or its time average (``readout='mean'``) to ``n_output`` logits. The dynamics
+    arguments take one value for every layer or a Python list/tuple with one entry per layer
+    (per-unit values are tensors; an ``nn.Parameter`` given once is shared by all layers).
 
     Args:
         n_input: input features per step.
         n_hidden: oscillators per layer, an int (one layer) or a list of ints.
         n_output: readout features.
-        alpha, omega, gamma, v, delay, recurrent_scale: as in :class:`HORNSeqLayer`; one value
-            for every layer, or a Python list/tuple with one entry per layer (per-unit values
-            are tensors; an ``nn.Parameter`` given once is shared by all layers).
-        dt, bias, batch_first, device, dtype, learnable, paper: as in :class:`HORNSeqLayer`,
-            the same for every layer.
+        alpha: as in :class:`HORNSeqLayer`; one for all layers, or a list/tuple per layer.
+        omega: as in :class:`HORNSeqLayer`; one for all layers, or a list/tuple per layer.
+        gamma: as in :class:`HORNSeqLayer`; one for all layers, or a list/tuple per layer.
+        v: as in :class:`HORNSeqLayer`; one for all layers, or a list/tuple per layer.
+        delay: as in :class:`HORNSeqLayer`; one for all layers, or a list/tuple per layer.
+        recurrent_scale: as in :class:`HORNSeqLayer`; one for all layers, or a list/tuple per layer.
+        dt: as in :class:`HORNSeqLayer`, the same for every layer.
+        bias: as in :class:`HORNSeqLayer`, the same for every layer.
+        batch_first: as in :class:`HORNSeqLayer`, the same for every layer.
+        device: as in :class:`HORNSeqLayer`, the same for every layer.
+        dtype: as in :class:`HORNSeqLayer`, the same for every layer.
+        learnable: as in :class:`HORNSeqLayer`, the same for every layer.
+        paper: as in :class:`HORNSeqLayer`, the same for every layer.
         readout: ``'last'`` (default) or ``'mean'``.
 
     Shape:
