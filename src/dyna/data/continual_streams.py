@@ -300,8 +300,8 @@ def make_stream(
         "test": tuple(tensor[1:count:2] for tensor in held),
     }
     splits = {
-        key: _arrange(*value, order, generator).to(device=device, dtype=dtype)
-        for key, value in raw_splits.items()
+        key: _arrange(inputs, targets, domains, order, generator).to(device=device, dtype=dtype)
+        for key, (inputs, targets, domains) in raw_splits.items()
     }
     validation = _early_part(splits["validation"], order)
     return ContinualStream(

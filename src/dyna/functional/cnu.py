@@ -155,7 +155,9 @@ def psi(x: torch.Tensor, mode: str, key_size: int, normalize: bool = True) -> to
     return out
 
 
-def _check_blend_inputs(memories: torch.Tensor, indices: torch.Tensor, weights: torch.Tensor):
+def _check_blend_inputs(
+    memories: torch.Tensor, indices: torch.Tensor, weights: torch.Tensor
+) -> None:
     check_floating_tensor("M", memories)
     check_floating_tensor("weights", weights)
     if memories.dim() != 3:
@@ -251,7 +253,9 @@ def cnu_linear_ref(
     return out
 
 
-def _layout(indices: torch.Tensor, memories: int, trainable_slots: int):
+def _layout(
+    indices: torch.Tensor, memories: int, trainable_slots: int
+) -> tuple[torch.Tensor, list[int], list[int]]:
     """Sort the b·k (sample, slot) pairs by memory, the trainable slots first in each group.
 
     Returns the stable permutation ``order`` of the flat pairs (pair i·k + a is sample i, slot
@@ -371,7 +375,7 @@ class _OutputSpaceBlend(torch.autograd.Function):
             ):  # fmt: skip
                 if n[0] and size:
                     torch.mm(grads, block, out=input_grads[memory])
-                if not n[1]:
+                if grad_memories is None:  # M needs no gradient
                     continue
                 if head:
                     torch.mm(grads[:head].t(), inputs[:head], out=grad_memories[memory])

@@ -104,9 +104,11 @@ def _check_table(
 ) -> None:
     """Check one mode's hash and sign tables against its input (types, shapes, devices, values)."""
     d = x.shape[-1]
+    if not isinstance(hashes, torch.Tensor):
+        raise TypeError(f"{hashes_name} must be a torch.Tensor, got {type(hashes).__name__}")
+    if not isinstance(signs, torch.Tensor):
+        raise TypeError(f"{signs_name} must be a torch.Tensor, got {type(signs).__name__}")
     for name, table in ((hashes_name, hashes), (signs_name, signs)):
-        if not isinstance(table, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(table).__name__}")
         if table.dim() < 1 or table.shape[-1] != d:
             raise ValueError(
                 f"{name} must have last dimension {d} (that of {x_name}), "
@@ -189,7 +191,12 @@ def _count_sketch(
     return out.scatter_add(-1, hashes.expand(size), source)
 
 
-def _sketches(xs, hashes, signs, sketch_dim: int) -> list[torch.Tensor]:
+def _sketches(
+    xs: Sequence[torch.Tensor],
+    hashes: Sequence[torch.Tensor],
+    signs: Sequence[torch.Tensor],
+    sketch_dim: int,
+) -> list[torch.Tensor]:
     compute = _compute_dtype(xs[0].dtype)
     return [
         _count_sketch(x.to(compute), h, s, sketch_dim)
@@ -209,7 +216,12 @@ def _is_empty(tensors: list[torch.Tensor]) -> bool:
     return any(size == 0 for tensor in tensors for size in tensor.shape)
 
 
-def _features(xs: Sequence[torch.Tensor], hashes, signs, sketch_dim: int) -> torch.Tensor:
+def _features(
+    xs: Sequence[torch.Tensor],
+    hashes: Sequence[torch.Tensor],
+    signs: Sequence[torch.Tensor],
+    sketch_dim: int,
+) -> torch.Tensor:
     """Unchecked Φ in the compute dtype (float32 for bfloat16/float16 inputs)."""
     sketches = _sketches(xs, hashes, signs, sketch_dim)
     if len(sketches) == 1:
@@ -223,7 +235,13 @@ def _features(xs: Sequence[torch.Tensor], hashes, signs, sketch_dim: int) -> tor
     return torch.fft.irfft(_spectrum(sketches), n=sketch_dim, norm="ortho")
 
 
-def _inner(xs, ys, hashes, signs, sketch_dim: int) -> torch.Tensor:
+def _inner(
+    xs: Sequence[torch.Tensor],
+    ys: Sequence[torch.Tensor],
+    hashes: Sequence[torch.Tensor],
+    signs: Sequence[torch.Tensor],
+    sketch_dim: int,
+) -> torch.Tensor:
     """Unchecked Ẑ in x's dtype (accumulated in the compute dtype)."""
     scale = float(sketch_dim) ** (len(xs) - 1)
     sketches_x = _sketches(xs, hashes, signs, sketch_dim)
@@ -368,7 +386,12 @@ def count_sketch_ref(
     return (x.unsqueeze(-1) * matrix).sum(-2)
 
 
-def _tensor_sketch_ref(xs, hashes, signs, sketch_dim: int) -> torch.Tensor:
+def _tensor_sketch_ref(
+    xs: Sequence[torch.Tensor],
+    hashes: Sequence[torch.Tensor],
+    signs: Sequence[torch.Tensor],
+    sketch_dim: int,
+) -> torch.Tensor:
     """D^{(K-1)/2}·Φ: the CountSketch of the flattened ⊗_k x_k, hash Σ h_k mod D, sign Π s_k."""
     compute = _compute_dtype(xs[0].dtype)
     product = xs[0].to(compute)
@@ -418,8 +441,7 @@ def multilinear_kernel(xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor]) -
     xs = _check_inputs("xs", xs)
     ys = _check_pair(xs, ys)
     compute = _compute_dtype(xs[0].dtype)
-    result = None
-    for x, y in zip(xs, ys, strict=True):
-        dot = (x.to(compute) * y.to(compute)).sum(-1)
-        result = dot if result is None else result * dot
+    result = (xs[0].to(compute) * ys[0].to(compute)).sum(-1)
+    for x, y in zip(xs[1:], ys[1:], strict=True):
+        result = result * (x.to(compute) * y.to(compute)).sum(-1)
     return result.to(xs[0].dtype)

@@ -550,13 +550,14 @@ def horn_scan(
             drive, weight, bias, alpha, omega, gamma, v, dt, x0, y0,
             recurrent_scale=recurrent_scale, delay=delay, history=history, max_delay=max_delay,
         )  # fmt: skip
-    if delay is not None and max_delay is None:
-        max_delay = int(delay.max())
+    history_length = 1  # velocities the scan keeps readable: max_delay + 1 with delays
+    if delay is not None:
+        history_length = (int(delay.max()) if max_delay is None else max_delay) + 1
     if drive.shape[0] == 0:
         history_out = None
         if delay is not None:
             history_out = (
-                history if history is not None else drive.new_zeros((max_delay + 1, *x0.shape))
+                history if history is not None else drive.new_zeros((history_length, *x0.shape))
             )
         empty = drive.new_empty((0, *x0.shape))
         return empty, empty, history_out
@@ -570,13 +571,16 @@ def horn_scan(
     feedback = None if v is None else _per_unit(v, n_units, drive)
     positions, velocities = HORNScan.apply(
         drive, scaled_weight, gain, spring, retention, feedback, x0, y0, history,
-        delay, dt, 1 if delay is None else max_delay + 1,
+        delay, dt, history_length,
     )  # fmt: skip
     if delay is None:
         return positions, velocities[1:], None
-    length = max_delay + 1
     steps = drive.shape[0]
-    return positions, velocities[length:], velocities[steps : steps + length].flip(0)
+    return (
+        positions,
+        velocities[history_length:],
+        velocities[steps : steps + history_length].flip(0),
+    )
 
 
 def delay_steps(delay: torch.Tensor | float | list, dt: float) -> torch.Tensor:

@@ -177,7 +177,10 @@ def _oriented_parts(
     v: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(value_re, value_im, orient_re, orient_im) of v (r, part, comp, B, N), each (B, r, N)."""
-    return tuple(v[:, part, comp].transpose(0, 1) for part in (0, 1) for comp in (0, 1))
+    value_re, value_im, orient_re, orient_im = (
+        v[:, part, comp].transpose(0, 1) for part in (0, 1) for comp in (0, 1)
+    )
+    return value_re, value_im, orient_re, orient_im
 
 
 def delta_oriented_fields(
@@ -628,7 +631,7 @@ class _MobiusProjection(torch.autograd.Function):
                     .add_(torch.bmm(left_im_t[:, c], weighted_im))
                     .transpose(1, 2)
                 )
-            if need_planes:
+            if grad_plane_re is not None and grad_plane_im is not None:
                 real = torch.bmm(left_re[:, c], right[:, c])
                 imag = torch.bmm(u[:, c], right_swapped[:, c])
                 # vecdot reduces over the batch in one vectorised pass; einsum would run it as

@@ -37,7 +37,7 @@ def check_weights_dtype(value: object, allowed: Sequence[torch.dtype] | None = N
 
 def check_context(x: object, context_length: int, name: str = "x") -> torch.Tensor:
     """Return ``x`` if it is a floating (B, context_length) tensor."""
-    check_floating_tensor(name, x)
+    x = check_floating_tensor(name, x)
     if x.dim() != 2 or x.shape[1] != context_length:
         raise ValueError(
             f"{name} must have shape (B, context_length={context_length}), got {tuple(x.shape)}"

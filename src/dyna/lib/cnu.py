@@ -27,7 +27,7 @@ import logging
 import math
 import warnings
 from numbers import Real
-from typing import NamedTuple
+from typing import Any, NamedTuple, cast
 
 import torch
 import torch.nn.functional as F
@@ -65,7 +65,8 @@ def check_finite(name: str, value: object) -> float:
     """Return ``value`` if it is a finite real number (not a bool), else raise ``ValueError``."""
     if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
         raise ValueError(f"{name} must be a finite real number, got {value!r}")
-    return value
+    # An int stays an int (the repr shows the user's value); every use is float arithmetic.
+    return cast(float, value)
 
 
 def check_flag(name: str, value: object) -> bool:
@@ -133,6 +134,14 @@ class CNUs(nn.Module):
         torch.Size([8, 2, 3])
     """
 
+    # Registered in __init__; declared for type checkers. mu and eta are None when the keys are
+    # a Parameter, and key_counter exists only in debug mode: no code path reads them then.
+    K: torch.Tensor
+    mu: torch.Tensor
+    eta: torch.Tensor
+    key_counter: torch.Tensor
+    scrambling_count: torch.Tensor
+
     def __init__(
         self,
         q: int = 1,
@@ -185,8 +194,8 @@ class CNUs(nn.Module):
                 stacklevel=2,
             )
         dtype = check_dtype(dtype)
-        factory_kwargs = {"device": device, "dtype": dtype}
-        counter_kwargs = {"device": device, "dtype": counter_dtype(dtype)}
+        factory_kwargs: dict[str, Any] = {"device": device, "dtype": dtype}
+        counter_kwargs: dict[str, Any] = {"device": device, "dtype": counter_dtype(dtype)}
         shape = (self.q, self.m)
 
         self.M = nn.Parameter(torch.empty(self.q, self.m, self.u, **factory_kwargs))
@@ -249,7 +258,7 @@ class CNUs(nn.Module):
     # ------------------------------------------------------------------ attention
 
     def _check_input(self, x: object) -> torch.Tensor:
-        check_floating_tensor("x", x)
+        x = check_floating_tensor("x", x)
         if x.dim() < 2:
             raise ValueError(
                 f"x must have a batch dimension and at least 2 dimensions, got shape "

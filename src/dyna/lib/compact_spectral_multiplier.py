@@ -185,7 +185,7 @@ class CompactSpectralMultiplier(nn.Module):
         return f"in_features={self.in_features}, sketch_dim={self.sketch_dim}, seed={self.seed}"
 
 
-def _validate_loaded_tables(module: CompactSpectralMultiplier, incompatible_keys) -> None:
+def _validate_loaded_tables(module: CompactSpectralMultiplier, incompatible_keys: object) -> None:
     for k in range(module.num_factors):
         hashes, signs = getattr(module, f"hash_{k}"), getattr(module, f"sign_{k}")
         if hashes.is_meta:

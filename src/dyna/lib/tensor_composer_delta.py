@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -123,7 +124,7 @@ class TensorComposerDelta(nn.Module):
         self.dtype_weights = check_weights_dtype(dtype if dtype is not None else dtype_weights)
         # float16 cannot represent 1e-12: the reference floors eps at 6e-8 there.
         self.eps = max(eps, 6.0e-8) if self.dtype_weights == torch.float16 else eps
-        factory_kwargs = {"device": device, "dtype": self.dtype_weights}
+        factory_kwargs: dict[str, Any] = {"device": device, "dtype": self.dtype_weights}
 
         self.stabilizer = SignalStabilizationCompressor(
             bgn_input=True,

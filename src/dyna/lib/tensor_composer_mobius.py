@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -98,7 +99,7 @@ class TensorComposerMobius(nn.Module):
         self.eps = check_real("eps", eps, minimum=0.0, strictly_greater=True)
         self.dtype_weights = check_weights_dtype(dtype if dtype is not None else dtype_weights)
         self.latent_dim = int(math.sqrt(self.context_length * self.n_subspaces * 2))
-        factory_kwargs = {"device": device, "dtype": self.dtype_weights}
+        factory_kwargs: dict[str, Any] = {"device": device, "dtype": self.dtype_weights}
 
         subspaces, rank, latent = self.n_subspaces, self.rank_subspace, self.latent_dim
         height, width = self.output_shape

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from dyna.functional._checks import check_floating_tensor, check_positive_int
+from dyna.functional._checks import check_bool, check_floating_tensor, check_positive_int
 from dyna.functional.dynamic_conv import pad_with_value, per_sample_conv2d
 
 DTYPES = [torch.bfloat16, torch.float16, torch.float32, torch.float64]
@@ -156,13 +156,10 @@ class DynamicConv2DBase(nn.Module):
         self.stride = normalize_pair("stride", stride)
         self.dilation = normalize_pair("dilation", dilation)
         self.padding = normalize_padding(padding)
-        for name, flag in (("padding_dynamic", padding_dynamic), ("transpose", transpose)):
-            if not isinstance(flag, bool):
-                raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
-        self.padding_dynamic = padding_dynamic
-        self.transpose = transpose
+        self.padding_dynamic = check_bool("padding_dynamic", padding_dynamic)
+        self.transpose = check_bool("transpose", transpose)
         self.output_padding = normalize_output_padding(
-            output_padding, transpose, self.stride, self.dilation
+            output_padding, self.transpose, self.stride, self.dilation
         )
         if dtype_weights not in self.dtypes:
             raise TypeError(f"dtype_weights must be one of {self.dtypes}, got {dtype_weights!r}")
@@ -208,7 +205,7 @@ class DynamicConv2DBase(nn.Module):
             (batch_dim, C_out, C_in, k0, k1), or (batch_dim, C_in, C_out, k0, k1) when
             ``transpose``, in the context's dtype.
         """
-        check_floating_tensor("context", context)
+        context = check_floating_tensor("context", context)
         if context.dim() != 2 or context.shape[1] != self.context_length:
             raise ValueError(
                 f"context must have shape (B, context_length={self.context_length}), "
@@ -234,12 +231,12 @@ class DynamicConv2DBase(nn.Module):
         return kernels.transpose(1, 2) if self.transpose else kernels
 
     def _check_inputs(self, x: object, context: object) -> None:
-        check_floating_tensor("x", x)
+        x = check_floating_tensor("x", x)
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(
                 f"x must have shape (B, in_channels={self.in_channels}, H, W), got {tuple(x.shape)}"
             )
-        check_floating_tensor("context", context)
+        context = check_floating_tensor("context", context)
         if context.dim() != 2 or context.shape[1] != self.context_length:
             raise ValueError(
                 f"context must have shape (B, context_length={self.context_length}), "

@@ -264,7 +264,7 @@ class Conv2dCNU(CNUs):
                     f"padding='same' needs stride 1 with padding_mode 'zeros', got stride "
                     f"{self.stride}"
                 )
-            self.padding = padding
+            self.padding: str | tuple[int, int] = padding
             # The F.pad amounts for the non-zero modes: per spatial dimension a total of
             # dilation·(k - 1), left half rounded down ('same'), nothing ('valid').
             pad = [0, 0, 0, 0]
@@ -273,8 +273,8 @@ class Conv2dCNU(CNUs):
                     total = self.dilation[axis] * (self.kernel_size[axis] - 1)
                     pad[position], pad[position + 1] = total // 2, total - total // 2
         else:
-            self.padding = _pair("padding", padding, 0)
-            pad = [self.padding[1], self.padding[1], self.padding[0], self.padding[0]]
+            padding_pair = self.padding = _pair("padding", padding, 0)
+            pad = [padding_pair[1], padding_pair[1], padding_pair[0], padding_pair[0]]
         self._pad = tuple(pad)
         self.bias = check_flag("bias", bias)
         self.shared_keys = check_flag("shared_keys", shared_keys)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -131,7 +132,7 @@ class DynamicConv2DMobius(DynamicConv2DBase):
             raise TypeError(f"offset_dynamic must be a bool, got {type(offset_dynamic).__name__}")
         self.offset_dynamic = offset_dynamic
         self.asymmetry = check_real("asymmetry", asymmetry, minimum=0.0, strictly_greater=True)
-        factory_kwargs = {"device": device, "dtype": self.dtype_weights}
+        factory_kwargs: dict[str, Any] = {"device": device, "dtype": self.dtype_weights}
 
         if self.bias_static is not None:
             self.register_buffer("bias_static_buffer", torch.empty(1, **factory_kwargs))

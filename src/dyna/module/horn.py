@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import torch
 import torch.nn.functional as F
@@ -136,6 +136,12 @@ class HORNStep(nn.Module):
         tensor([0.0305, 0.0305, 0.0305])
     """
 
+    # Registered in __init__ as parameters or buffers; declared for type checkers.
+    alpha: torch.Tensor
+    omega: torch.Tensor
+    gamma: torch.Tensor
+    v: torch.Tensor
+
     def __init__(
         self,
         n_units: int,
@@ -204,9 +210,9 @@ class HORNStep(nn.Module):
                         f"got {tuple(tensor.shape)}"
                     )
         compute = _compute_dtype(drive.dtype)
-        constants = [getattr(self, name).to(compute) for name in DYNAMICS]
+        alpha, omega, gamma, v = (getattr(self, name).to(compute) for name in DYNAMICS)
         x_new, y_new = horn_step(
-            drive.to(compute), x.to(compute), y.to(compute), *constants, self.dt
+            drive.to(compute), x.to(compute), y.to(compute), alpha, omega, gamma, v, self.dt
         )
         return x_new.to(drive.dtype), y_new.to(drive.dtype)
 
@@ -304,6 +310,10 @@ class HORNSeqLayer(nn.Module):
         (torch.Size([784, 8, 32]), torch.Size([8, 32]))
     """
 
+    # Registered in __init__; None for a layer without delays.
+    delay: torch.Tensor | None
+    max_delay: int | None
+
     def __init__(
         self,
         n_input: int,
@@ -323,7 +333,7 @@ class HORNSeqLayer(nn.Module):
         paper: bool = False,
     ) -> None:
         super().__init__()
-        factory_kwargs = {"device": device, "dtype": dtype}
+        factory_kwargs: dict[str, Any] = {"device": device, "dtype": dtype}
         self.n_input = check_positive_int("n_input", n_input)
         self.n_hidden = check_positive_int("n_hidden", n_hidden)
         self.bias = check_bool("bias", bias)
@@ -367,10 +377,11 @@ class HORNSeqLayer(nn.Module):
     @staticmethod
     def _after_load(module: HORNSeqLayer, incompatible_keys: Any) -> None:
         # The history length is a Python int so the forward needs no host sync.
-        if module.delay.device.type != "meta":
-            if bool((module.delay < 0).any()):
+        delay = module.delay
+        if delay is not None and delay.device.type != "meta":
+            if bool((delay < 0).any()):
                 raise ValueError("delay loaded from the state dict must be >= 0 steps")
-            module.max_delay = int(module.delay.max())
+            module.max_delay = int(delay.max())
 
     def reset_parameters(self) -> None:
         """Initialise the projections and restore the dynamics (and delays) given at construction.
@@ -386,7 +397,7 @@ class HORNSeqLayer(nn.Module):
                 if linear.bias is not None:
                     nn.init.zeros_(linear.bias)
         self.horn.reset_parameters()
-        if self._initial_delay is not None:
+        if self._initial_delay is not None and self.delay is not None:
             with torch.no_grad():
                 self.delay.copy_(self._initial_delay)
             self.max_delay = int(self._initial_delay.max())
@@ -407,7 +418,7 @@ class HORNSeqLayer(nn.Module):
             if tuple(tensor.shape) != expected:
                 raise ValueError(f"{name} must have shape {expected}, got {tuple(tensor.shape)}")
         if state.history is not None:
-            if self.delay is None:
+            if self.delay is None or self.max_delay is None:
                 raise ValueError("state.history must be None for a layer without delays")
             check_floating_tensor("state.history", state.history)
             if state.history.dtype != dtype:
@@ -464,16 +475,17 @@ class HORNSeqLayer(nn.Module):
 
         # The whole input projection in one matmul, with the recurrent bias folded into it.
         weight_ih = self.i2h.weight.to(compute)
-        bias = self.i2h.bias
+        bias: torch.Tensor | None = self.i2h.bias
         if self.h2h.bias is not None:
             recurrent_bias = self.recurrent_scale * self.h2h.bias
             bias = recurrent_bias if bias is None else bias + recurrent_bias
         drive = F.linear(
             sequence.to(compute), weight_ih, None if bias is None else bias.to(compute)
         )
-        feedback = self.horn.v
+        feedback: torch.Tensor | None = self.horn.v
         if (
-            not feedback.requires_grad
+            feedback is not None
+            and not feedback.requires_grad
             and feedback.device.type == "cpu"
             and not torch.compiler.is_compiling()
             and not bool(feedback.any())
@@ -605,7 +617,7 @@ class HORNSeqNetwork(nn.Module):
         readout: str = "last",
     ) -> None:
         super().__init__()
-        factory_kwargs = {"device": device, "dtype": dtype}
+        factory_kwargs: dict[str, Any] = {"device": device, "dtype": dtype}
         self.n_input = check_positive_int("n_input", n_input)
         if isinstance(n_hidden, (list, tuple)):
             if not n_hidden:
@@ -658,7 +670,7 @@ class HORNSeqNetwork(nn.Module):
     def reset_parameters(self) -> None:
         """Re-initialise every layer and the readout (like the input projections)."""
         for layer in self.layers:
-            layer.reset_parameters()
+            cast(HORNSeqLayer, layer).reset_parameters()  # nn.ModuleList items are typed Module
         if self.paper:
             self.h2o.reset_parameters()
         else:
@@ -672,7 +684,7 @@ class HORNSeqNetwork(nn.Module):
     def _run(self, input: torch.Tensor) -> tuple[list[torch.Tensor], HORNState]:
         sequences = []
         sequence = input
-        state = None
+        state: HORNState  # set by the loop: the network has at least one layer
         for layer in self.layers:
             sequence, state = layer(sequence)
             sequences.append(sequence)

@@ -36,6 +36,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -92,7 +93,7 @@ class CNUHyperparameters:
     learning_rate: float = 1e-2
     weight_decay: float = 0.0
 
-    def layer_kwargs(self) -> dict[str, object]:
+    def layer_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of :class:`~dyna.module.LinearCNU` for this learner."""
         return {
             "bias": True,
@@ -237,7 +238,7 @@ def build_model(
     in_features = check_int("in_features", in_features, minimum=1)
     num_classes = check_int("num_classes", num_classes, minimum=1)
     hidden = check_int("hidden", hidden, minimum=1)
-    factory_kwargs = {"device": device, "dtype": dtype}
+    factory_kwargs: dict[str, Any] = {"device": device, "dtype": dtype}
     if model == "linear":
         return nn.Linear(in_features, num_classes, **factory_kwargs)
     if model == "mlp":
@@ -605,9 +606,10 @@ def run_experiment(
             generated = [make_stream(name, order, seed=seed, num_train=num_train) for seed in seeds]
             for model in models:
                 begin = time.perf_counter()
-                searched = model != "cnu" or search_cnu
                 cnu = paper_cnu_hyperparameters(name, order) if model == "cnu" else None
-                if searched:
+                # Only the CNU has paper settings; the baselines are always searched.
+                searched = cnu is None or search_cnu
+                if cnu is None or search_cnu:
                     best = search_hyperparameters(
                         generated,
                         model,
