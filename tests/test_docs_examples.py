@@ -72,3 +72,26 @@ def test_examples_run(page, monkeypatch):
     for line, code, runs in python_blocks(_read(page)):
         if runs:
             exec(compile(code, f"docs/{page}:{line}", "exec"), namespace)
+
+
+def _section_block(text: str, heading: str, language: str) -> str:
+    """The first ```language block after a ``## heading`` line."""
+    match = re.search(rf"^## {heading}\n.*?^```{language}\n(.*?)^```", text, re.M | re.S)
+    assert match, f"no {language} block under '## {heading}'"
+    return match[1]
+
+
+def test_getting_started_matches_the_readme():
+    readme = (DOCS.parent / "README.md").read_text(encoding="utf-8")
+    index = _read("index.md")
+
+    def commands(block: str) -> list[str]:
+        return [line.split("#")[0].strip() for line in block.strip().splitlines()]
+
+    setup = "Set up and run"
+    assert commands(_section_block(index, setup, "bash")) == commands(
+        _section_block(readme, setup, "bash")
+    )
+    assert _section_block(index, "Five lines", "python") == _section_block(
+        readme, "Five lines", "python"
+    )
