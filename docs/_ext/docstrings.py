@@ -36,7 +36,9 @@ def _documented_paths(package: Module) -> dict[str, str]:
     paths: dict[str, str] = {}
     for module_path in _DOCUMENTED:
         module = package[module_path.removeprefix("dyna.")]
-        names = module.exports if module.exports is not None else list(module.members)
+        # __all__ if the module has one (names, or name expressions in older griffe versions).
+        exports = module.exports if module.exports is not None else list(module.members)
+        names = [str(name) for name in exports]
         for name in names:
             if name.startswith("_") or name not in module.members:
                 continue
