@@ -68,7 +68,7 @@ def reservoir_slots(uniforms: torch.Tensor, capacity: int) -> torch.Tensor:
     capacity = check_int("capacity", capacity, minimum=1)
     positions = torch.arange(uniforms.shape[0], device=uniforms.device)
     draws = (uniforms * (positions + 1).to(uniforms.dtype)).floor().long()
-    # A uniform rounded up to 1.0 in low precision would give t + 1: keep j in {0, …, t}.
+    # Keep j in {0, …, t} even for a number at or past the ends of [0, 1).
     draws = torch.minimum(draws.clamp(min=0), positions)
     replaced = torch.where(draws < capacity, draws, EMPTY)
     return torch.where(positions < capacity, positions, replaced)
