@@ -81,9 +81,14 @@ def test_regenerate_runs_and_renders(tiny_docs):
     assert format_table(rows) in text
     assert re.search(r"\| MODES \| CDI \| \d+ s \| \d+ s \| \d+ s \|", text)
     assert "![MODES: ACC, FORG, FWD per order and model](results/continual_modes.png)" in text
-    figure = docs / "results" / "continual_modes.png"
-    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert figure.stat().st_size < 100_000
+    assert (
+        "![The continual confusion matrix of every model on MODES CI]"
+        "(results/continual_matrices_modes_ci.png)" in text
+    )
+    for name in ("continual_modes.png", "continual_matrices_modes_ci.png"):
+        figure = docs / "results" / name
+        assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert figure.stat().st_size < 100_000
     # Redrawing from the saved file alone gives the same page.
     regenerate("continual", docs=docs)
     assert page.read_text() == text
@@ -94,8 +99,10 @@ def test_render_from_saved_file(tiny_docs):
     figures = docs / "figures"
     figures.mkdir()
     block = render_continual(docs / "results" / "continual.json", figures, "figures/")
-    assert block.endswith("(figures/continual_modes.png)\n")
+    assert "(figures/continual_modes.png)\n" in block
+    assert block.endswith("(figures/continual_matrices_modes_ci.png)\n")
     assert (figures / "continual_modes.png").exists()
+    assert (figures / "continual_matrices_modes_ci.png").exists()
 
 
 def test_command_line(tiny_docs, capsys):

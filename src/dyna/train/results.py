@@ -51,8 +51,7 @@ class Section:
     render: Callable[[Path, Path, str], str]
 
 
-def _grouped_bars(rows: Sequence[ExperimentRow], stream: str, path: Path) -> None:
-    """Bars of ACC, FORG and FWD per order and model (mean over seeds, std as error bars)."""
+def _pyplot():
     try:
         import matplotlib
 
@@ -62,6 +61,12 @@ def _grouped_bars(rows: Sequence[ExperimentRow], stream: str, path: Path) -> Non
         raise ImportError(
             "plots need matplotlib: pip install matplotlib (a development dependency)"
         ) from error
+    return plt
+
+
+def _grouped_bars(rows: Sequence[ExperimentRow], stream: str, path: Path) -> None:
+    """Bars of ACC, FORG and FWD per order and model (mean over seeds, std as error bars)."""
+    plt = _pyplot()
     rows = [row for row in rows if row.stream == stream]
     orders = list(dict.fromkeys(row.order for row in rows))
     models = list(dict.fromkeys(row.model for row in rows))
@@ -89,6 +94,40 @@ def _grouped_bars(rows: Sequence[ExperimentRow], stream: str, path: Path) -> Non
     figure.legend(handles, labels, loc="lower center", ncols=len(models), fontsize=9)
     figure.suptitle(f"{stream.upper()}: mean ± std over seeds", fontsize=10)
     figure.tight_layout(rect=(0, 0.08, 1, 1))
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def _matrices(rows: Sequence[ExperimentRow], stream: str, order: str, path: Path) -> None:
+    """Heat maps of every model's continual confusion matrix on one stream, first seed."""
+    plt = _pyplot()
+    rows = [row for row in rows if (row.stream, row.order) == (stream, order)]
+    figure, axes = plt.subplots(
+        1, len(rows), figsize=(2.4 * len(rows), 2.9), dpi=80, layout="constrained"
+    )
+    for axis, row in zip(axes if len(rows) > 1 else [axes], rows, strict=True):
+        result = row.results[0]
+        matrix = 100 * result.matrix
+        axis.imshow(matrix, vmin=0, vmax=100, cmap="viridis")
+        size = matrix.shape[0]
+        if size <= 4:
+            for j, values in enumerate(matrix.tolist()):
+                for i, value in enumerate(values):
+                    color = "black" if value > 60 else "white"
+                    axis.text(
+                        i, j, f"{value:.0f}", ha="center", va="center", fontsize=8, color=color
+                    )
+        axis.set_title(f"{row.model}: ACC {100 * result.average_accuracy:.0f} %", fontsize=9)
+        axis.set_xticks(range(size))
+        axis.set_yticks(range(size))
+        axis.set_xlabel("tested on distribution", fontsize=8)
+        axis.tick_params(labelsize=7)
+    axes_list = axes if len(rows) > 1 else [axes]
+    axes_list[0].set_ylabel("after distribution", fontsize=8)
+    figure.suptitle(
+        f"{stream.upper()} {order.upper()}, seed {rows[0].results[0].seed}: accuracy (%)",
+        fontsize=10,
+    )
     figure.savefig(path)
     plt.close(figure)
 
@@ -128,6 +167,15 @@ def render_continual(json_path: Path, figures_dir: Path, figures_prefix: str) ->
             f"![{stream.upper()}: ACC, FORG, FWD per order and model]({figures_prefix}{name})"
         )
         lines.append("")
+    # One run in detail: the class-incremental MODES stream if it was run, else the first one.
+    cells = list(dict.fromkeys((row.stream, row.order) for row in rows))
+    stream, order = ("modes", "ci") if ("modes", "ci") in cells else cells[0]
+    name = f"continual_matrices_{stream}_{order}.png"
+    _matrices(rows, stream, order, figures_dir / name)
+    lines.append(
+        f"![The continual confusion matrix of every model on {stream.upper()} {order.upper()}]"
+        f"({figures_prefix}{name})"
+    )
     return "\n".join(lines).rstrip() + "\n"
 
 
