@@ -107,11 +107,11 @@ def _matrices(rows: Sequence[ExperimentRow], stream: str, order: str, path: Path
     )
     for axis, row in zip(axes if len(rows) > 1 else [axes], rows, strict=True):
         result = row.results[0]
-        matrix = 100 * result.matrix
+        matrix = (100 * result.matrix).tolist()
         axis.imshow(matrix, vmin=0, vmax=100, cmap="viridis")
-        size = matrix.shape[0]
+        size = len(matrix)
         if size <= 4:
-            for j, values in enumerate(matrix.tolist()):
+            for j, values in enumerate(matrix):
                 for i, value in enumerate(values):
                     color = "black" if value > 60 else "white"
                     axis.text(
