@@ -1,11 +1,12 @@
-"""Online continual learning on the 2-D streams: a ``LinearCNU`` against linear and MLP baselines.
+"""Online continual learning on the 2-D streams: a ``LinearCNU`` against linear, MLP and replay.
 
 The protocol of Tiezzi, Marullo, Becattini, Melacci, "Continual Neural Computation"
 (ECML-PKDD 2024) and of its runner (``main.py`` of the paper's repository):
 
 - **Online, one pass, batch 1.** The learner sees the training stream once, one sample at a
-  time, with no replay buffer and no task labels. Each sample is one step of plain SGD on the
-  cross-entropy of the model's logits (``zero_grad``, ``backward``, ``step``).
+  time, with no task labels and (except for the replay baseline) no buffer. Each sample is one
+  step of plain SGD on the cross-entropy of the model's logits (``zero_grad``, ``backward``,
+  ``step``).
 - **Continual confusion matrix.** When the stream leaves a distribution, the model (in
   ``eval()``, without gradient) classifies the held-out split, and the accuracy on each of the
   split's distributions fills one row (:mod:`dyna.train.continual_metrics`). At the end of the
@@ -879,8 +880,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m dyna.train.continual",
         description=(
-            "Online continual learning on the MODES/MOONS streams: LinearCNU vs linear vs MLP, "
-            "one pass, batch 1, plain SGD; prints mean ± std over seeds."
+            "Online continual learning on the MODES/MOONS streams: LinearCNU vs linear, MLP and "
+            "MLP with experience replay, one pass, batch 1, plain SGD; prints mean ± std over "
+            "seeds."
         ),
     )
     parser.add_argument("--streams", nargs="+", default=list(STREAM_NAMES), choices=STREAM_NAMES)
