@@ -40,6 +40,8 @@ def test_replace_block():
 def test_sections_registry():
     section = SECTIONS["continual"]
     assert section.name == "continual" and section.arguments == ()
+    small = SECTIONS["continual-small-buffer"]
+    assert small.arguments[-2:] == ("--buffer-size", "10") and "replay" in small.arguments
     with pytest.raises(ValueError, match="name must be one of"):
         regenerate("gated-rnn")
 
@@ -96,6 +98,9 @@ def test_render_from_saved_file(tiny_docs):
     assert block.endswith("(figures/continual_matrices_modes_ci.png)\n")
     assert (figures / "continual_modes.png").exists()
     assert (figures / "continual_matrices_modes_ci.png").exists()
+    # Without plots: the text and the tables only.
+    text_only = render_continual(docs / "results" / "continual.json", figures, "x/", plots=False)
+    assert text_only == block.split("\n![")[0].rstrip() + "\n" and "png" not in text_only
 
 
 def test_command_line(tiny_docs, capsys):

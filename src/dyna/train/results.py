@@ -18,6 +18,7 @@ Plots need matplotlib (a development dependency, not a run-time one).
 from __future__ import annotations
 
 import argparse
+import functools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -132,8 +133,11 @@ def _matrices(rows: Sequence[ExperimentRow], stream: str, order: str, path: Path
     plt.close(figure)
 
 
-def render_continual(json_path: Path, figures_dir: Path, figures_prefix: str) -> str:
-    """The continual-learning block: command, compute, table, one bar plot per data set."""
+def render_continual(
+    json_path: Path, figures_dir: Path, figures_prefix: str, *, plots: bool = True
+) -> str:
+    """A continual-learning block: command, compute, table and (``plots``) a bar plot per data
+    set and the confusion matrices of one stream, named after the JSON file."""
     rows, metadata = load_results(json_path)
     lines = [
         f"Produced by `{metadata['command']}` in {metadata['wall_seconds'] / 60:.1f} min wall "
@@ -160,8 +164,10 @@ def render_continual(json_path: Path, figures_dir: Path, figures_prefix: str) ->
         ]
         lines.append(f"| {stream.upper()} | {order.upper()} | " + " | ".join(times) + " |")
     lines.append("")
+    if not plots:
+        return "\n".join(lines).rstrip() + "\n"
     for stream in dict.fromkeys(row.stream for row in rows):
-        name = f"continual_{stream}.png"
+        name = f"{json_path.stem}_{stream}.png"
         _grouped_bars(rows, stream, figures_dir / name)
         lines.append(
             f"![{stream.upper()}: ACC, FORG, FWD per order and model]({figures_prefix}{name})"
@@ -170,7 +176,7 @@ def render_continual(json_path: Path, figures_dir: Path, figures_prefix: str) ->
     # One run in detail: the class-incremental MODES stream if it was run, else the first one.
     cells = list(dict.fromkeys((row.stream, row.order) for row in rows))
     stream, order = ("modes", "ci") if ("modes", "ci") in cells else cells[0]
-    name = f"continual_matrices_{stream}_{order}.png"
+    name = f"{json_path.stem}_matrices_{stream}_{order}.png"
     _matrices(rows, stream, order, figures_dir / name)
     lines.append(
         f"![The continual confusion matrix of every model on {stream.upper()} {order.upper()}]"
@@ -185,6 +191,13 @@ SECTIONS: dict[str, Section] = {
         arguments=(),
         run=continual.main,
         render=render_continual,
+    ),
+    # Replay with a five times smaller buffer, on the streams that change.
+    "continual-small-buffer": Section(
+        name="continual-small-buffer",
+        arguments=("--orders", "ci", "cdi", "cdid", "--models", "replay", "--buffer-size", "10"),
+        run=continual.main,
+        render=functools.partial(render_continual, plots=False),
     ),
 }
 
