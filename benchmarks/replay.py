@@ -1,8 +1,11 @@
 """Experience replay: the cost of planning the reservoir and of a replay learner, CPU, one process.
 
 - ``plan``: :func:`dyna.train.replay.reservoir_replay_schedule` for a whole stream (a handful of
-  tensor ops) against the same plan kept step by step in Python (algorithm R with one random
-  draw per sample and a ``randperm`` of the buffer per step), as an online buffer would do it;
+  tensor ops), single-threaded as the runner calls it, against the same plan kept step by step
+  in Python (algorithm R with one random draw per sample and a ``randperm`` of the buffer per
+  step), as an online buffer would do it; and the plan with the process's intra-op threads
+  against one thread (the runner's choice: on a loaded machine the threads cost more than the
+  ops);
 - ``stream``: one whole ``run_continual`` on a MOONS-CDI stream (``--num-train`` samples, eight
   evaluations of the test split included): the MLP with replay (4 samples from a buffer of 50
   per step) against the plain MLP, and against the paper's CNU learner, whose compute the replay
@@ -28,10 +31,17 @@ from dyna.train.continual import run_continual
 from dyna.train.replay import reservoir_replay_schedule
 
 
-def planned(num_samples, buffer_size, replay_size):
+def planned(num_samples, buffer_size, replay_size, threads=1):
     def run():
         generator = torch.Generator().manual_seed(0)
-        return reservoir_replay_schedule(num_samples, buffer_size, replay_size, generator=generator)
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            return reservoir_replay_schedule(
+                num_samples, buffer_size, replay_size, generator=generator
+            )
+        finally:
+            torch.set_num_threads(previous)
 
     return run
 
@@ -65,13 +75,11 @@ def main(argv: list[str] | None = None) -> list[tuple[str, float, float]]:
     stream = make_stream("moons", "cdi", seed=0, num_train=args.num_train)
     sizes = (args.num_train, args.buffer_size, args.replay_size)
     replay = {"buffer_size": args.buffer_size, "replay_size": args.replay_size}
+    threads = torch.get_num_threads()
+    plan = f"plan (n={args.num_train}, c={args.buffer_size}, k={args.replay_size})"
     cases = [
-        (
-            f"plan (n={args.num_train}, c={args.buffer_size}, k={args.replay_size}): "
-            "vectorised vs loop",
-            planned(*sizes),
-            looped(*sizes),
-        ),
+        (f"{plan}: vectorised vs loop", planned(*sizes), looped(*sizes)),
+        (f"{plan}: {threads} threads vs 1", planned(*sizes, threads=threads), planned(*sizes)),
         (
             f"stream (n={args.num_train}): replay vs mlp",
             lambda: run_continual(stream, None, "replay", seed=0, learning_rate=0.1, **replay),

@@ -13,6 +13,7 @@ def test_replay_benchmark_runs(capsys):
     rows = module.main(["--num-train", "100", "--buffer-size", "10", "--repeats", "1"])
     assert [name.split(":")[0] for name, _, _ in rows] == [
         "plan (n=100, c=10, k=4)",
+        "plan (n=100, c=10, k=4)",
         "stream (n=100)",
         "stream (n=100)",
     ]

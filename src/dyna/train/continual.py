@@ -294,11 +294,11 @@ def _evaluate_row(
 
 @contextlib.contextmanager
 def _single_threaded():
-    # The online steps work on 1 to 5 samples: intra-op threads cannot help there, and the
-    # row-parallel log-softmax of a 5-sample replay batch measured 30 to 100 times slower with
-    # two threads than with one on a loaded 2-core machine. The few evaluations of a run (one
-    # batch of a few hundred 2-D points each) stay inside too: switching the thread count costs
-    # about 20 ms per switch.
+    # A run is a few thousand operations on 1 to 5 samples, a replay plan of (n, c) integers and
+    # a few evaluations of a few hundred 2-D points: intra-op threads cannot help at these
+    # sizes, and on a loaded 2-core machine two threads measured 30 to 100 times slower than one
+    # for the row-parallel log-softmax of a 5-sample replay batch, and 25 to 60 times slower for
+    # the plan. Switching the thread count costs about 20 ms, so a run switches once.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -361,20 +361,19 @@ def _train_online(
     rows = []
     start = 0
     model.train()
-    with _single_threaded():
-        for size in block_sizes[:num_rows]:
-            for sample, label, loss_fn in zip(
-                samples[start : start + size],
-                labels[start : start + size],
-                losses[start : start + size],
-                strict=True,
-            ):
-                loss = loss_fn(model(sample), label)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-            start += size
-            rows.append(_evaluate_row(model, *evaluation))
+    for size in block_sizes[:num_rows]:
+        for sample, label, loss_fn in zip(
+            samples[start : start + size],
+            labels[start : start + size],
+            losses[start : start + size],
+            strict=True,
+        ):
+            loss = loss_fn(model(sample), label)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        start += size
+        rows.append(_evaluate_row(model, *evaluation))
     return torch.stack(rows)
 
 
@@ -501,17 +500,20 @@ def run_continual(
             device=stream.train.inputs.device,
             dtype=parameters_dtype,
         )
-    replay = None
-    if model == "replay":
-        replay = reservoir_replay_schedule(
-            steps,
-            buffer_size,
-            replay_size,
-            generator=torch.Generator().manual_seed(seed),
-            device=stream.train.inputs.device,
-        )
     optimizer = torch.optim.SGD(learner.parameters(), lr=learning_rate, weight_decay=weight_decay)
-    matrix = _train_online(learner, optimizer, stream, steps, evaluation_split, num_rows, replay)
+    with _single_threaded():
+        replay = None
+        if model == "replay":
+            replay = reservoir_replay_schedule(
+                steps,
+                buffer_size,
+                replay_size,
+                generator=torch.Generator().manual_seed(seed),
+                device=stream.train.inputs.device,
+            )
+        matrix = _train_online(
+            learner, optimizer, stream, steps, evaluation_split, num_rows, replay
+        )
     matrix = matrix.float().cpu()
     metrics = continual_metrics(matrix)
     return ContinualResult(
