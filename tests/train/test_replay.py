@@ -4,6 +4,8 @@ import itertools
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dyna.train.replay import (
     EMPTY,
@@ -110,6 +112,28 @@ def test_plan_matches_the_plain_loop(device, length, capacity, replay_size):
     assert torch.equal(plan.slots.cpu(), slots)
     assert torch.equal(plan.contents.cpu(), contents)
     assert torch.equal(plan.replay_indices.cpu(), replayed)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    length=st.integers(1, 40),
+    capacity=st.integers(1, 12),
+    replay_fraction=st.floats(0.0, 1.0),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_plan_matches_the_plain_loop_for_any_sizes(length, capacity, replay_fraction, seed):
+    replay_size = 1 + int(replay_fraction * (capacity - 1))
+    plan = reservoir_replay_schedule(
+        length, capacity, replay_size, generator=torch.Generator().manual_seed(seed)
+    )
+    generator = torch.Generator().manual_seed(seed)
+    uniforms = torch.rand(length, dtype=torch.float64, generator=generator)
+    keys = torch.rand(length, capacity, dtype=torch.float64, generator=generator)
+    slots, contents, replayed = _reference_plan(uniforms, keys, capacity, replay_size)
+    assert torch.equal(plan.slots, slots)
+    assert torch.equal(plan.contents, contents)
+    assert torch.equal(plan.replay_indices, replayed)
+    assert ((plan.contents != EMPTY).sum(dim=1) <= capacity).all()
 
 
 def test_buffer_invariants():
