@@ -142,7 +142,7 @@ def render_continual(
     lines = [
         f"Produced by `{metadata['command']}` in {metadata['wall_seconds'] / 60:.1f} min wall "
         f"time ({metadata['cpu_seconds'] / 60:.1f} min CPU time) on {metadata['machine']} "
-        f"(torch {metadata['torch']}, {metadata['threads']} threads); values in %, mean ± "
+        f"(torch {metadata['torch']}; each run single-threaded); values in %, mean ± "
         "sample standard deviation over the seeds; lr, wd, h: the settings used (searched on "
         "the validation stream, or the paper's for the CNU).",
         "",
