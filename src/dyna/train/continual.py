@@ -855,9 +855,12 @@ def save_results(
             for row in rows
         ],
     }
+    # One line per row (a cell and its seeds): small, and a re-run diffs cell by cell.
+    rows_text = ",\n  ".join(json.dumps(row, ensure_ascii=False) for row in payload["rows"])
+    metadata_text = json.dumps(payload["metadata"], indent=1, ensure_ascii=False)
+    metadata_text = metadata_text.replace("\n", "\n ")
     with open(path, "w", encoding="utf-8") as handle:
-        json.dump(payload, handle, indent=1, ensure_ascii=False)
-        handle.write("\n")
+        handle.write(f'{{\n "metadata": {metadata_text},\n "rows": [\n  {rows_text}\n ]\n}}\n')
 
 
 def load_results(path: str | os.PathLike) -> tuple[list[ExperimentRow], dict[str, object]]:
