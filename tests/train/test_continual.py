@@ -3,6 +3,7 @@
 Everything runs on tiny streams (100 training samples) so that the file takes a few seconds.
 """
 
+import json
 import math
 import subprocess
 import sys
@@ -14,8 +15,10 @@ from torch import nn
 
 from dyna.data import make_stream
 from dyna.module import LinearCNU
-from dyna.train import continual_metrics
+from dyna.train import continual, continual_metrics
 from dyna.train.continual import (
+    DEFAULT_BUFFER_SIZE,
+    DEFAULT_REPLAY_SIZE,
     HIDDEN_SIZES,
     LEARNING_RATES,
     PAPER_CNU_HYPERPARAMETERS,
@@ -26,12 +29,15 @@ from dyna.train.continual import (
     ExperimentRow,
     build_model,
     format_table,
+    load_results,
     main,
     paper_cnu_hyperparameters,
     run_continual,
     run_experiment,
+    save_results,
     search_hyperparameters,
 )
+from dyna.train.replay import reservoir_replay_schedule
 
 TINY = 100
 
@@ -138,7 +144,7 @@ def test_runner_follows_the_online_protocol(order):
     assert result.forward_transfer == pytest.approx(metrics.forward_transfer)
 
 
-@pytest.mark.parametrize("model", ["cnu", "linear", "mlp"])
+@pytest.mark.parametrize("model", ["cnu", "linear", "mlp", "replay"])
 @pytest.mark.parametrize(("order", "rows"), [("iid", 1), ("ci", 4), ("cdi", 8)])
 def test_end_to_end_tiny(model, order, rows):
     state = torch.get_rng_state()
@@ -152,7 +158,9 @@ def test_end_to_end_tiny(model, order, rows):
     assert 0.0 <= result.average_accuracy <= 1.0
     if rows == 1:
         assert result.average_forgetting == 0.0 and result.forward_transfer == 0.0
-    assert result.hidden == (25 if model == "mlp" else None)
+    assert result.hidden == (25 if model in ("mlp", "replay") else None)
+    replay = (DEFAULT_BUFFER_SIZE, DEFAULT_REPLAY_SIZE) if model == "replay" else (None, None)
+    assert (result.buffer_size, result.replay_size) == replay
     if model == "cnu":
         expected = paper_cnu_hyperparameters("modes", order)
         assert result.cnu == expected and result.learning_rate == expected.learning_rate
@@ -160,6 +168,90 @@ def test_end_to_end_tiny(model, order, rows):
         assert result.cnu is None and result.learning_rate == 1e-2 and result.weight_decay == 0.0
     again = run_continual("modes", order, model, seed=3, num_train=TINY)
     assert torch.equal(again.matrix, result.matrix)
+
+
+def _manual_replay_run(stream, learning_rate, seed, buffer_size, replay_size, hidden):
+    # Experience replay written out plainly from its plan: at each step, the current sample and
+    # the samples the plan draws from the buffer; the current sample's loss plus the mean loss of
+    # the replayed ones; one SGD step; a row of the matrix at the end of each block.
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(2, hidden), nn.Tanh(), nn.Linear(hidden, 4))
+    optimizer = torch.optim.SGD(model.parameters(), lr=learning_rate)
+    train, test = stream.train, stream.test
+    plan = reservoir_replay_schedule(
+        len(train), buffer_size, replay_size, generator=torch.Generator().manual_seed(seed)
+    )
+    rows = []
+    for index in range(len(train)):
+        replayed = [j for j in plan.replay_indices[index].tolist() if j >= 0]
+        loss = F.cross_entropy(
+            model(train.inputs[index : index + 1]), train.targets[index : index + 1]
+        )
+        if replayed:
+            loss = loss + F.cross_entropy(model(train.inputs[replayed]), train.targets[replayed])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        last = index == len(train) - 1
+        if last or train.distributions[index + 1] != train.distributions[index]:
+            with torch.no_grad():
+                predictions = model(test.inputs).argmax(dim=1)
+            correct = (predictions == test.targets).float()
+            rows.append(
+                torch.stack(
+                    [
+                        correct[test.distributions == block].mean()
+                        for block in range(test.num_distributions)
+                    ]
+                )
+            )
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize(("order", "buffer_size", "replay_size"), [("ci", 50, 4), ("cdi", 6, 6)])
+def test_replay_runner_follows_the_protocol(order, buffer_size, replay_size):
+    assert (DEFAULT_BUFFER_SIZE, DEFAULT_REPLAY_SIZE) == (50, 4)
+    stream = make_stream("modes", order, seed=4, num_train=TINY)
+    expected = _manual_replay_run(stream, 0.1, 4, buffer_size, replay_size, hidden=5)
+    result = run_continual(
+        stream,
+        None,
+        "replay",
+        seed=4,
+        learning_rate=0.1,
+        hidden=5,
+        buffer_size=buffer_size,
+        replay_size=replay_size,
+    )
+    torch.testing.assert_close(result.matrix, expected, rtol=0, atol=1e-6)
+    assert (result.buffer_size, result.replay_size, result.hidden) == (buffer_size, replay_size, 5)
+    # Replay changes the learning: the plain MLP from the same initialisation ends elsewhere.
+    plain = run_continual(stream, None, "mlp", seed=4, learning_rate=0.1, hidden=5)
+    assert not torch.equal(plain.matrix, result.matrix)
+
+
+def test_replay_step_batches_the_current_sample_with_the_buffer(monkeypatch):
+    # Record what the model sees in training mode: the current sample first, then the samples
+    # the seeded plan draws from the buffer (none at the first step).
+    seen = []
+
+    def recording_build_model(*args, **kwargs):
+        model = build_model(*args, **kwargs)
+        model.register_forward_pre_hook(
+            lambda module, inputs: seen.append(inputs[0].clone()) if module.training else None
+        )
+        return model
+
+    monkeypatch.setattr(continual, "build_model", recording_build_model)
+    stream = make_stream("moons", "ci", seed=9, num_train=TINY)
+    run_continual(stream, None, "replay", seed=9, buffer_size=10, replay_size=3)
+    plan = reservoir_replay_schedule(TINY, 10, 3, generator=torch.Generator().manual_seed(9))
+    assert len(seen) == TINY
+    assert [len(batch) for batch in seen[:5]] == [1, 2, 3, 4, 4]
+    for step, batch in enumerate(seen):
+        assert torch.equal(batch[0], stream.train.inputs[step])
+        replayed = [j for j in plan.replay_indices[step].tolist() if j >= 0]
+        assert torch.equal(batch[1:], stream.train.inputs[replayed])
 
 
 def test_validation_split_trains_on_the_early_stream():
@@ -306,6 +398,10 @@ def test_module_entry_point():
         ({"hidden": 0}, ValueError, "hidden must be >= 1"),
         ({"cnu": {"delta": 2}}, TypeError, "cnu must be a CNUHyperparameters"),
         ({"num_train": 10}, ValueError, "num_train must be >= 100"),
+        ({"buffer_size": 0}, ValueError, "buffer_size must be >= 1"),
+        ({"buffer_size": 2.0}, TypeError, "buffer_size must be an int"),
+        ({"replay_size": 0}, ValueError, "replay_size must be >= 1"),
+        ({"replay_size": 60}, ValueError, r"replay_size must be <= buffer_size \(50\), got 60"),
     ],
 )
 def test_run_continual_bad_arguments(kwargs, error, match):
@@ -338,6 +434,8 @@ def test_other_bad_arguments():
         search_hyperparameters(streams, "linear", split="train")
     with pytest.raises(TypeError, match="search_cnu must be a bool"):
         run_experiment(["modes"], ["ci"], search_cnu="yes")
+    with pytest.raises(ValueError, match="replay_size must be <= buffer_size"):
+        run_experiment(["modes"], ["ci"], buffer_size=2, replay_size=3)
     with pytest.raises(TypeError, match="progress must be callable"):
         run_experiment(["modes"], ["ci"], progress="stderr")
     with pytest.raises(ValueError, match="model must be one of"):
@@ -346,3 +444,41 @@ def test_other_bad_arguments():
         build_model("linear", 0, 4)
     with pytest.raises(TypeError, match="rows must hold ExperimentRow"):
         format_table(["row"])
+
+
+def test_results_file_round_trip(tmp_path, capsys):
+    path = tmp_path / "results.json"
+    rows = main(
+        f"--streams moons --orders ci --models cnu replay --seeds 3 4 --num-train 100 "
+        f"--learning-rates 0.1 --weight-decays 0 --hidden-sizes 5 --buffer-size 20 "
+        f"--replay-size 2 --quiet --json {path}".split()
+    )
+    capsys.readouterr()
+    loaded, metadata = load_results(path)
+    assert metadata["command"].startswith("python -m dyna.train.continual --streams moons")
+    assert metadata["wall_seconds"] > 0 and metadata["cpu_seconds"] > 0
+    assert metadata["torch"] == torch.__version__
+    assert [row.model for row in loaded] == ["cnu", "replay"]
+    for original, copy in zip(rows, loaded, strict=True):
+        assert copy.seconds == original.seconds > 0
+        for first, second in zip(original.results, copy.results, strict=True):
+            assert torch.equal(first.matrix, second.matrix)
+            assert first.cnu == second.cnu
+            assert (first.buffer_size, first.replay_size) == (
+                second.buffer_size,
+                second.replay_size,
+            )
+            assert first.average_accuracy == second.average_accuracy
+    assert loaded[1].results[0].buffer_size == 20 and loaded[1].results[0].replay_size == 2
+    assert format_table(loaded) == format_table(rows)
+    # Saved from the API with metadata of one's own.
+    other = tmp_path / "other.json"
+    save_results(other, rows[:1], {"note": "one row"})
+    assert json.loads(other.read_text())["metadata"] == {"note": "one row"}
+    with pytest.raises(TypeError, match="rows must hold ExperimentRow"):
+        save_results(other, ["row"])
+    with pytest.raises(TypeError, match="metadata must be a dict or None"):
+        save_results(other, rows, "note")
+    other.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="path must be a results file"):
+        load_results(other)

@@ -1,11 +1,12 @@
-"""Online continual learning on the 2-D streams: a ``LinearCNU`` against linear and MLP baselines.
+"""Online continual learning on the 2-D streams: a ``LinearCNU`` against linear, MLP and replay.
 
 The protocol of Tiezzi, Marullo, Becattini, Melacci, "Continual Neural Computation"
 (ECML-PKDD 2024) and of its runner (``main.py`` of the paper's repository):
 
 - **Online, one pass, batch 1.** The learner sees the training stream once, one sample at a
-  time, with no replay buffer and no task labels. Each sample is one step of plain SGD on the
-  cross-entropy of the model's logits (``zero_grad``, ``backward``, ``step``).
+  time, with no task labels and (except for the replay baseline) no buffer. Each sample is one
+  step of plain SGD on the cross-entropy of the model's logits (``zero_grad``, ``backward``,
+  ``step``).
 - **Continual confusion matrix.** When the stream leaves a distribution, the model (in
   ``eval()``, without gradient) classifies the held-out split, and the accuracy on each of the
   split's distributions fills one row (:mod:`dyna.train.continual_metrics`). At the end of the
@@ -22,6 +23,13 @@ Models (all from input to class logits, with biases, as the paper's runner):
   update, online (``ad_hoc_WTA``) key update and scrambling.
 - ``"linear"``: one ``nn.Linear``.
 - ``"mlp"``: ``Linear(in, h) → Tanh → Linear(h, classes)``.
+- ``"replay"``: the same MLP trained with experience replay from a small reservoir buffer
+  (:mod:`dyna.train.replay`): each step is one SGD step on the cross-entropy of the current
+  sample plus the mean cross-entropy of up to ``replay_size`` samples drawn from a buffer of
+  ``buffer_size`` (defaults 4 and 50), as ER in Mai et al. (2022); the buffer and the draws are
+  seeded by the run's seed. The paper gives its replay competitors R_C − 1 buffer samples per
+  step, R_C being the CNU's compute ratio to a linear layer: R_C = m·d/(n·u) + δ + 1 = 5 for
+  its 2-D learner (m = 8 keys of size d = 2, n = 4 outputs, u = 2 inputs, δ = 2), hence 4.
 
 Run the whole comparison with ``python -m dyna.train.continual`` (``--help`` for the options); it
 prints the results table (mean ± standard deviation over seeds).
@@ -30,12 +38,17 @@ prints the results table (mean ± standard deviation over seeds).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import math
+import os
+import platform
+import shlex
 import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
@@ -52,8 +65,11 @@ from dyna.data.continual_streams import (
 from dyna.functional._checks import check_choice, check_int
 from dyna.module import LinearCNU
 from dyna.train.continual_metrics import accuracy_per_distribution, continual_metrics
+from dyna.train.replay import ReplaySchedule, reservoir_replay_schedule
 
-MODEL_KINDS = ("cnu", "linear", "mlp")
+MODEL_KINDS = ("cnu", "linear", "mlp", "replay")
+# Models whose hidden size is searched.
+HIDDEN_MODELS = ("mlp", "replay")
 SPLITS = ("test", "validation")
 # The paper's seeds (supplement, section C).
 PAPER_SEEDS = (1234, 123456, 12346578)
@@ -65,6 +81,9 @@ WEIGHT_DECAYS = (0.0, 1e-4, 1e-3)
 HIDDEN_SIZES = (5, 25)
 # Learning rate of the baselines when none is given.
 DEFAULT_LEARNING_RATE = 1e-2
+# Experience replay: a small reservoir, and R_C − 1 = 4 replayed samples per step (see above).
+DEFAULT_BUFFER_SIZE = 50
+DEFAULT_REPLAY_SIZE = 4
 
 
 @dataclass(frozen=True)
@@ -155,12 +174,12 @@ class ContinualResult:
     Attributes:
         stream: ``"modes"`` or ``"moons"``.
         order: ``"iid"``, ``"ci"``, ``"cdi"`` or ``"cdid"``.
-        model: ``"cnu"``, ``"linear"`` or ``"mlp"``.
-        seed: seed of the stream and of the model's initialisation.
+        model: ``"cnu"``, ``"linear"``, ``"mlp"`` or ``"replay"``.
+        seed: seed of the stream, of the model's initialisation and of the replay plan.
         split: the held-out split the matrix was measured on (``"test"`` or ``"validation"``).
         learning_rate: SGD learning rate.
         weight_decay: SGD weight decay.
-        hidden: hidden size of the MLP; ``None`` for the other models.
+        hidden: hidden size of the MLP (also under replay); ``None`` for the other models.
         cnu: the CNU's hyper-parameters; ``None`` for the baselines.
         steps: online steps taken (training samples seen).
         matrix: (T, T) float32 CPU continual confusion matrix.
@@ -168,6 +187,8 @@ class ContinualResult:
         average_forgetting: FORG of the matrix.
         forward_transfer: FWD of the matrix.
         seconds: wall time of the run.
+        buffer_size: reservoir capacity of a ``"replay"`` run; ``None`` for the other models.
+        replay_size: samples replayed per step of a ``"replay"`` run; ``None`` otherwise.
     """
 
     stream: str
@@ -185,6 +206,8 @@ class ContinualResult:
     average_forgetting: float
     forward_transfer: float
     seconds: float
+    buffer_size: int | None = None
+    replay_size: int | None = None
 
 
 def _check_rate(name: str, value: object, *, positive: bool) -> float:
@@ -218,7 +241,8 @@ def build_model(
     """Build one of the learners, initialised from PyTorch's global generator.
 
     Args:
-        model: ``"cnu"``, ``"linear"`` or ``"mlp"``.
+        model: ``"cnu"``, ``"linear"``, ``"mlp"`` or ``"replay"`` (an MLP; replay is in the
+            training loop).
         in_features: input size.
         num_classes: number of classes (output logits).
         hidden: hidden size of the MLP (default 25; ignored by the other models).
@@ -241,7 +265,7 @@ def build_model(
     factory_kwargs: dict[str, Any] = {"device": device, "dtype": dtype}
     if model == "linear":
         return nn.Linear(in_features, num_classes, **factory_kwargs)
-    if model == "mlp":
+    if model in HIDDEN_MODELS:
         return nn.Sequential(
             nn.Linear(in_features, hidden, **factory_kwargs),
             nn.Tanh(),
@@ -269,6 +293,31 @@ def _evaluate_row(
     return accuracy_per_distribution(predictions, targets, distributions, count)
 
 
+@contextlib.contextmanager
+def _single_threaded():
+    # A run is a few thousand operations on 1 to 5 samples, a replay plan of (n, c) integers and
+    # a few evaluations of a few hundred 2-D points: intra-op threads cannot help at these
+    # sizes, and on a loaded 2-core machine two threads measured 30 to 100 times slower than one
+    # for the row-parallel log-softmax of a 5-sample replay batch, and 25 to 60 times slower for
+    # the plan. Switching the thread count costs about 20 ms, so a run switches once.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _plain_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits, labels)
+
+
+def _replay_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    # ER as in Mai et al. (2022): the current sample's loss plus the mean loss of the replayed
+    # ones, from one forward pass over the joint batch (the MLP has no batch statistics).
+    return F.cross_entropy(logits[:1], labels[:1]) + F.cross_entropy(logits[1:], labels[1:])
+
+
 def _train_online(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -276,13 +325,34 @@ def _train_online(
     steps: int,
     evaluation_split: StreamSplit,
     num_rows: int,
+    replay: ReplaySchedule | None = None,
 ) -> torch.Tensor:
     train = stream.train
     # One host read before the loop: where each distribution of the stream ends.
     block_sizes = torch.bincount(train.distributions[:steps]).tolist()
-    # Per-sample (1, ...) views made once; unbind avoids indexing the big tensors every step.
-    samples = train.inputs[:steps].unsqueeze(1).unbind(0)
-    labels = train.targets[:steps].unsqueeze(1).unbind(0)
+    if replay is None:
+        # Per-sample (1, ...) views made once; unbind avoids indexing the big tensors every step.
+        samples: Sequence[torch.Tensor] = train.inputs[:steps].unsqueeze(1).unbind(0)
+        labels: Sequence[torch.Tensor] = train.targets[:steps].unsqueeze(1).unbind(0)
+        losses = [_plain_loss] * steps
+    else:
+        # Every step's batch (current sample first, then its replayed ones) gathered in one
+        # indexing op before the loop; the first k steps, with fewer samples in the buffer, are
+        # trimmed views of their rows.
+        indices = torch.cat(
+            [torch.arange(steps, device=train.inputs.device).unsqueeze(1), replay.replay_indices],
+            dim=1,
+        ).clamp(min=0)
+        counts = replay.replay_counts()
+        samples = [
+            batch[: 1 + count]
+            for batch, count in zip(train.inputs[indices].unbind(0), counts, strict=True)
+        ]
+        labels = [
+            batch[: 1 + count]
+            for batch, count in zip(train.targets[indices].unbind(0), counts, strict=True)
+        ]
+        losses = [_replay_loss if count else _plain_loss for count in counts]
     evaluation = (
         evaluation_split.inputs,
         evaluation_split.targets,
@@ -293,10 +363,13 @@ def _train_online(
     start = 0
     model.train()
     for size in block_sizes[:num_rows]:
-        for sample, label in zip(
-            samples[start : start + size], labels[start : start + size], strict=True
+        for sample, label, loss_fn in zip(
+            samples[start : start + size],
+            labels[start : start + size],
+            losses[start : start + size],
+            strict=True,
         ):
-            loss = F.cross_entropy(model(sample), label)
+            loss = loss_fn(model(sample), label)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -317,6 +390,8 @@ def run_continual(
     cnu: CNUHyperparameters | None = None,
     split: str = "test",
     num_train: int = 1000,
+    buffer_size: int = DEFAULT_BUFFER_SIZE,
+    replay_size: int = DEFAULT_REPLAY_SIZE,
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
 ) -> ContinualResult:
@@ -327,18 +402,22 @@ def run_continual(
             :class:`~dyna.data.ContinualStream`.
         order: ``"iid"``, ``"ci"``, ``"cdi"`` or ``"cdid"`` (default ``"ci"``); with a ready
             stream, ``None`` or the stream's own order.
-        model: ``"cnu"`` (default), ``"linear"`` or ``"mlp"``.
-        seed: seed of the stream (when generated) and of the model's initialisation (default
-            1234). The global random state is restored afterwards.
+        model: ``"cnu"`` (default), ``"linear"``, ``"mlp"`` or ``"replay"`` (the MLP with
+            experience replay).
+        seed: seed of the stream (when generated), of the model's initialisation and of the
+            replay plan (default 1234). The global random state is restored afterwards.
         learning_rate: SGD learning rate; default the CNU's ρ, or 0.01 for the baselines.
         weight_decay: SGD weight decay; default the CNU's, or 0 for the baselines.
-        hidden: hidden size of the MLP (default 25).
+        hidden: hidden size of the MLP, with or without replay (default 25).
         cnu: the CNU's hyper-parameters; default :func:`paper_cnu_hyperparameters` of the
             stream. ``learning_rate`` and ``weight_decay``, when given, override its own.
         split: ``"test"`` (default): the whole stream, measured on the test split;
             ``"validation"``: the early part of the stream that the validation split covers,
             measured on it (model selection).
         num_train: training samples of a generated stream (default 1000).
+        buffer_size: capacity of the replay reservoir (default 50; ``"replay"`` only).
+        replay_size: samples replayed per step, at most ``buffer_size`` (default 4, the paper's
+            R_C − 1; ``"replay"`` only).
         device: device of the model and the data.
         dtype: floating dtype of the model and the data (default: the global default).
 
@@ -354,6 +433,10 @@ def run_continual(
     seed = check_int("seed", seed, minimum=0)
     split = check_choice("split", split, SPLITS)
     hidden = check_int("hidden", hidden, minimum=1)
+    buffer_size = check_int("buffer_size", buffer_size, minimum=1)
+    replay_size = check_int("replay_size", replay_size, minimum=1)
+    if replay_size > buffer_size:
+        raise ValueError(f"replay_size must be <= buffer_size ({buffer_size}), got {replay_size}")
     if isinstance(stream, ContinualStream):
         if order is not None and check_choice("order", order, STREAM_ORDERS) != stream.order:
             raise ValueError(
@@ -419,7 +502,19 @@ def run_continual(
             dtype=parameters_dtype,
         )
     optimizer = torch.optim.SGD(learner.parameters(), lr=learning_rate, weight_decay=weight_decay)
-    matrix = _train_online(learner, optimizer, stream, steps, evaluation_split, num_rows)
+    with _single_threaded():
+        replay = None
+        if model == "replay":
+            replay = reservoir_replay_schedule(
+                steps,
+                buffer_size,
+                replay_size,
+                generator=torch.Generator().manual_seed(seed),
+                device=stream.train.inputs.device,
+            )
+        matrix = _train_online(
+            learner, optimizer, stream, steps, evaluation_split, num_rows, replay
+        )
     matrix = matrix.float().cpu()
     metrics = continual_metrics(matrix)
     return ContinualResult(
@@ -430,7 +525,7 @@ def run_continual(
         split=split,
         learning_rate=learning_rate,
         weight_decay=weight_decay,
-        hidden=hidden if model == "mlp" else None,
+        hidden=hidden if model in HIDDEN_MODELS else None,
         cnu=cnu,
         steps=steps,
         matrix=matrix,
@@ -438,6 +533,8 @@ def run_continual(
         average_forgetting=metrics.average_forgetting,
         forward_transfer=metrics.forward_transfer,
         seconds=time.perf_counter() - begin,
+        buffer_size=buffer_size if replay is not None else None,
+        replay_size=replay_size if replay is not None else None,
     )
 
 
@@ -460,6 +557,8 @@ def search_hyperparameters(
     hidden_sizes: Sequence[int] = HIDDEN_SIZES,
     cnu: CNUHyperparameters | None = None,
     split: str = "validation",
+    buffer_size: int = DEFAULT_BUFFER_SIZE,
+    replay_size: int = DEFAULT_REPLAY_SIZE,
 ) -> list[Candidate]:
     """Score every grid point on the validation part of the streams; best first.
 
@@ -472,12 +571,15 @@ def search_hyperparameters(
 
     Args:
         streams: one generated stream per seed, all of the same data set and order.
-        model: ``"cnu"``, ``"linear"`` or ``"mlp"``.
+        model: ``"cnu"``, ``"linear"``, ``"mlp"`` or ``"replay"``.
         learning_rates: grid of SGD learning rates (default the paper's, plus 0.1).
         weight_decays: grid of weight decays (default the paper's: 0, 1e-4, 1e-3).
-        hidden_sizes: grid of MLP hidden sizes (default the paper's: 5, 25; MLP only).
+        hidden_sizes: grid of MLP hidden sizes (default the paper's: 5, 25; MLP and replay
+            only).
         cnu: the CNU's other hyper-parameters (default the paper's for the stream).
         split: ``"validation"`` (default) or ``"test"``, where candidates are scored.
+        buffer_size: replay reservoir capacity (default 50; fixed, not searched).
+        replay_size: samples replayed per step (default 4; fixed, not searched).
 
     Returns:
         The candidates sorted by score, best first.
@@ -494,11 +596,13 @@ def search_hyperparameters(
         raise ValueError("streams must all be of the same data set and order")
     learning_rates = _check_sequence("learning_rates", learning_rates)
     weight_decays = _check_sequence("weight_decays", weight_decays)
-    hidden_sizes = _check_sequence("hidden_sizes", hidden_sizes) if model == "mlp" else (None,)
+    hidden_choices: Sequence[int | None] = (
+        _check_sequence("hidden_sizes", hidden_sizes) if model in HIDDEN_MODELS else (None,)
+    )
     candidates = []
     for learning_rate in learning_rates:
         for weight_decay in weight_decays:
-            for hidden in hidden_sizes:
+            for hidden in hidden_choices:
                 scores = [
                     run_continual(
                         stream,
@@ -510,6 +614,8 @@ def search_hyperparameters(
                         hidden=hidden if hidden is not None else 25,
                         cnu=cnu,
                         split=split,
+                        buffer_size=buffer_size,
+                        replay_size=replay_size,
                     ).average_accuracy
                     for stream in streams
                 ]
@@ -524,7 +630,10 @@ def search_hyperparameters(
 
 @dataclass(frozen=True)
 class ExperimentRow:
-    """One (data set, order, model) cell of the comparison: its settings and per-seed runs."""
+    """One (data set, order, model) cell of the comparison: its settings and per-seed runs.
+
+    ``seconds`` is the wall time of the whole cell: its search (if any) and its final runs.
+    """
 
     stream: str
     order: str
@@ -535,6 +644,7 @@ class ExperimentRow:
     searched: bool
     selected_on: str
     results: tuple[ContinualResult, ...]
+    seconds: float = 0.0
 
     def mean_std(self, metric: str) -> tuple[float, float]:
         """Mean and sample standard deviation over seeds of ``"average_accuracy"``,
@@ -558,6 +668,8 @@ def run_experiment(
     weight_decays: Sequence[float] = WEIGHT_DECAYS,
     hidden_sizes: Sequence[int] = HIDDEN_SIZES,
     num_train: int = 1000,
+    buffer_size: int = DEFAULT_BUFFER_SIZE,
+    replay_size: int = DEFAULT_REPLAY_SIZE,
     progress: Callable[[str], None] | None = None,
 ) -> list[ExperimentRow]:
     """The paper's comparison: every model on every stream, selected on validation, over seeds.
@@ -571,15 +683,17 @@ def run_experiment(
     Args:
         streams: data sets (default both).
         orders: orders (default all four).
-        models: learners (default ``cnu``, ``linear``, ``mlp``).
+        models: learners (default ``cnu``, ``linear``, ``mlp``, ``replay``).
         seeds: seeds (default the paper's three).
         search_cnu: also search the CNU's learning rate and weight decay (default False).
         selection: where searched settings are scored: ``"validation"`` (default, the paper's
             protocol) or ``"test"`` (an upper bound for the searched models, not a fair result).
         learning_rates: the search grid of learning rates.
         weight_decays: the search grid of weight decays.
-        hidden_sizes: the search grid of MLP hidden sizes.
+        hidden_sizes: the search grid of MLP hidden sizes (MLP and replay).
         num_train: training samples per stream (default 1000).
+        buffer_size: replay reservoir capacity (default 50).
+        replay_size: samples replayed per step (default 4).
         progress: called with one line of text after each cell (default silent).
 
     Returns:
@@ -596,6 +710,10 @@ def run_experiment(
     )
     seeds = tuple(check_int("seeds", seed, minimum=0) for seed in _check_sequence("seeds", seeds))
     selection = check_choice("selection", selection, SPLITS)
+    buffer_size = check_int("buffer_size", buffer_size, minimum=1)
+    replay_size = check_int("replay_size", replay_size, minimum=1)
+    if replay_size > buffer_size:
+        raise ValueError(f"replay_size must be <= buffer_size ({buffer_size}), got {replay_size}")
     if not isinstance(search_cnu, bool):
         raise TypeError(f"search_cnu must be a bool, got {type(search_cnu).__name__}")
     if progress is not None and not callable(progress):
@@ -618,6 +736,8 @@ def run_experiment(
                         hidden_sizes=hidden_sizes,
                         cnu=cnu,
                         split=selection,
+                        buffer_size=buffer_size,
+                        replay_size=replay_size,
                     )[0]
                     learning_rate, weight_decay, hidden = (
                         best.learning_rate,
@@ -636,6 +756,8 @@ def run_experiment(
                         weight_decay=weight_decay,
                         hidden=hidden if hidden is not None else 25,
                         cnu=cnu,
+                        buffer_size=buffer_size,
+                        replay_size=replay_size,
                     )
                     for stream in generated
                 )
@@ -649,13 +771,14 @@ def run_experiment(
                     searched,
                     selection if searched else "paper",
                     results,
+                    time.perf_counter() - begin,
                 )
                 rows.append(row)
                 if progress is not None:
                     accuracy, _ = row.mean_std("average_accuracy")
                     progress(
                         f"{name} {order} {model}: lr {learning_rate:g}, wd {weight_decay:g}, "
-                        f"ACC {100 * accuracy:.1f} % ({time.perf_counter() - begin:.1f} s)"
+                        f"ACC {100 * accuracy:.1f} % ({row.seconds:.1f} s)"
                     )
     return rows
 
@@ -679,12 +802,93 @@ def format_table(rows: Sequence[ExperimentRow]) -> str:
     return "\n".join(lines)
 
 
+def _result_to_dict(result: ContinualResult) -> dict[str, object]:
+    values = {
+        name: getattr(result, name)
+        for name in ContinualResult.__dataclass_fields__
+        if name not in ("matrix", "cnu")
+    }
+    values["matrix"] = result.matrix.tolist()
+    values["cnu"] = None if result.cnu is None else asdict(result.cnu)
+    return values
+
+
+def _result_from_dict(values: dict[str, Any]) -> ContinualResult:
+    values = dict(values)
+    values["matrix"] = torch.tensor(values["matrix"], dtype=torch.float32)
+    if values["cnu"] is not None:
+        values["cnu"] = CNUHyperparameters(**values["cnu"])
+    return ContinualResult(**values)
+
+
+def save_results(
+    path: str | os.PathLike,
+    rows: Sequence[ExperimentRow],
+    metadata: dict[str, object] | None = None,
+) -> None:
+    """Write the rows (every seed's matrix and metrics) and free-form metadata as JSON.
+
+    The file is what :mod:`dyna.train.results` renders into tables and plots, so that they can
+    be redrawn without training again.
+
+    Args:
+        path: the JSON file to write (its folder must exist).
+        rows: rows from :func:`run_experiment`.
+        metadata: JSON-serialisable facts about the run (command, time, machine).
+    """
+    rows = _check_sequence("rows", rows)
+    for row in rows:
+        if not isinstance(row, ExperimentRow):
+            raise TypeError(f"rows must hold ExperimentRow objects, got {type(row).__name__}")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise TypeError(f"metadata must be a dict or None, got {type(metadata).__name__}")
+    payload = {
+        "metadata": metadata or {},
+        "rows": [
+            {
+                **{
+                    name: getattr(row, name)
+                    for name in ExperimentRow.__dataclass_fields__
+                    if name != "results"
+                },
+                "results": [_result_to_dict(result) for result in row.results],
+            }
+            for row in rows
+        ],
+    }
+    # One line per row (a cell and its seeds): small, and a re-run diffs cell by cell.
+    rows_text = ",\n  ".join(json.dumps(row, ensure_ascii=False) for row in payload["rows"])
+    metadata_text = json.dumps(payload["metadata"], indent=1, ensure_ascii=False)
+    metadata_text = metadata_text.replace("\n", "\n ")
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(f'{{\n "metadata": {metadata_text},\n "rows": [\n  {rows_text}\n ]\n}}\n')
+
+
+def load_results(path: str | os.PathLike) -> tuple[list[ExperimentRow], dict[str, Any]]:
+    """Read a file written by :func:`save_results`: the rows and the metadata."""
+    with open(path, encoding="utf-8") as handle:
+        payload = json.load(handle)
+    if not isinstance(payload, dict) or "rows" not in payload:
+        raise ValueError(f"path must be a results file written by save_results, got {path!r}")
+    rows = [
+        ExperimentRow(
+            **{
+                **values,
+                "results": tuple(_result_from_dict(result) for result in values["results"]),
+            }
+        )
+        for values in payload["rows"]
+    ]
+    return rows, payload.get("metadata", {})
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m dyna.train.continual",
         description=(
-            "Online continual learning on the MODES/MOONS streams: LinearCNU vs linear vs MLP, "
-            "one pass, batch 1, plain SGD; prints mean ± std over seeds."
+            "Online continual learning on the MODES/MOONS streams: LinearCNU vs linear, MLP and "
+            "MLP with experience replay, one pass, batch 1, plain SGD; prints mean ± std over "
+            "seeds."
         ),
     )
     parser.add_argument("--streams", nargs="+", default=list(STREAM_NAMES), choices=STREAM_NAMES)
@@ -695,6 +899,18 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--learning-rates", nargs="+", type=float, default=list(LEARNING_RATES))
     parser.add_argument("--weight-decays", nargs="+", type=float, default=list(WEIGHT_DECAYS))
     parser.add_argument("--hidden-sizes", nargs="+", type=int, default=list(HIDDEN_SIZES))
+    parser.add_argument(
+        "--buffer-size",
+        type=int,
+        default=DEFAULT_BUFFER_SIZE,
+        help="capacity of the replay model's reservoir buffer (default %(default)s)",
+    )
+    parser.add_argument(
+        "--replay-size",
+        type=int,
+        default=DEFAULT_REPLAY_SIZE,
+        help="samples the replay model draws from its buffer per step (default %(default)s)",
+    )
     parser.add_argument(
         "--search-cnu",
         action="store_true",
@@ -708,12 +924,20 @@ def _parser() -> argparse.ArgumentParser:
         "the test split (an upper bound of the searched models)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    parser.add_argument(
+        "--json",
+        metavar="PATH",
+        help="also write every seed's matrix and metrics, the command and its compute time to "
+        "PATH (rendered by python -m dyna.train.results)",
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> list[ExperimentRow]:
     """Command-line entry: run :func:`run_experiment` and print :func:`format_table`."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     arguments = _parser().parse_args(argv)
+    wall_start, cpu_start = time.perf_counter(), time.process_time()
 
     def report(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
@@ -729,9 +953,22 @@ def main(argv: Sequence[str] | None = None) -> list[ExperimentRow]:
         weight_decays=arguments.weight_decays,
         hidden_sizes=arguments.hidden_sizes,
         num_train=arguments.num_train,
+        buffer_size=arguments.buffer_size,
+        replay_size=arguments.replay_size,
         progress=None if arguments.quiet else report,
     )
     print(format_table(rows))
+    if arguments.json is not None:
+        metadata = {
+            "command": shlex.join(["python", "-m", "dyna.train.continual", *argv]),
+            "wall_seconds": time.perf_counter() - wall_start,
+            "cpu_seconds": time.process_time() - cpu_start,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
+            "threads": torch.get_num_threads(),
+        }
+        save_results(arguments.json, rows, metadata)
     return rows
 
 
