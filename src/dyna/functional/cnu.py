@@ -308,6 +308,7 @@ class _OutputSpaceBlend(torch.autograd.Function):
         k = indices.shape[2]
         p = n + 1 if bias else n
         ctx.rows, ctx.trainable_slots, ctx.grouped, ctx.bias = rows, trainable_slots, grouped, bias
+        ctx.k = k
         if grouped:
             order, sizes, heads = _layout(indices, m, trainable_slots)
             # Pair i·k + a belongs to sample i.
@@ -326,16 +327,20 @@ class _OutputSpaceBlend(torch.autograd.Function):
             ):
                 if inputs.shape[0]:
                     torch.mm(inputs, block.t(), out=outputs)
-            selected = torch.empty_like(sorted_outputs).index_copy_(0, order, sorted_outputs)
-            selected = selected.view(b, q, k, rows)
+            # The α-weighted outputs are summed per sample straight from the sorted order: one
+            # contiguous index_add_, no unsorted copy of the memory outputs.
+            sorted_weights = weights.reshape(b * k).index_select(0, order).unsqueeze(1)
+            out = x.new_zeros(b, rows).index_add_(0, pair_samples, sorted_outputs * sorted_weights)
             ctx.layout = sizes, heads
-            ctx.save_for_backward(memories, weights, selected, order, pair_samples, sorted_inputs)
-        else:
-            x_tilde = F.pad(x, (0, 1), value=1.0) if bias else x
-            all_outputs = torch.mm(x_tilde, memories.reshape(q * m * rows, p).t())
-            all_outputs = all_outputs.view(b, q, m, rows)
-            selected = torch.gather(all_outputs, 2, indices.unsqueeze(-1).expand(b, q, k, rows))
-            ctx.save_for_backward(memories, weights, selected, indices, x_tilde)
+            ctx.save_for_backward(
+                memories, sorted_weights, sorted_outputs, order, pair_samples, sorted_inputs
+            )
+            return out
+        x_tilde = F.pad(x, (0, 1), value=1.0) if bias else x
+        all_outputs = torch.mm(x_tilde, memories.reshape(q * m * rows, p).t())
+        all_outputs = all_outputs.view(b, q, m, rows)
+        selected = torch.gather(all_outputs, 2, indices.unsqueeze(-1).expand(b, q, k, rows))
+        ctx.save_for_backward(memories, weights, selected, indices, x_tilde)
         # k is small: a broadcast product and sum beat a batched GEMM of (1, k) x (k, rows).
         out = (weights.unsqueeze(-1) * selected).sum(2)
         return out.reshape(b, q * rows)
@@ -343,64 +348,91 @@ class _OutputSpaceBlend(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out):
-        memories, weights, selected, *saved = ctx.saved_tensors
+        if ctx.grouped:
+            return _OutputSpaceBlend._grouped_backward(ctx, grad_out)
+        return _OutputSpaceBlend._dense_backward(ctx, grad_out)
+
+    @staticmethod
+    def _dense_backward(ctx, grad_out):
+        memories, weights, selected, indices, x_tilde = ctx.saved_tensors
         rows, trainable_slots = ctx.rows, ctx.trainable_slots
+        n = ctx.needs_input_grad
         b, q, k, _ = selected.shape
         _, m, u = memories.shape
-        p = saved[-1].shape[1]
-        n = ctx.needs_input_grad
+        p = x_tilde.shape[1]
         grad_out = grad_out.reshape(b, q, 1, rows)
         grad_weights = (selected * grad_out).sum(-1) if n[3] else None
         slot_grads = weights.unsqueeze(-1) * grad_out  # G: (b, q, k, rows)
         # The bias column's gradient belongs to no input: ∂x is taken without it.
         in_features = p - 1 if ctx.bias else p
         grad_x = grad_memories = None
-        if ctx.grouped:
-            order, pair_samples, sorted_inputs = saved
-            sizes, heads = ctx.layout
-            blocks = memories.reshape(m, rows, p)
-            sorted_grads = slot_grads.reshape(b * k, rows).index_select(0, order)
-            if n[0]:
-                sorted_input_grads = sorted_inputs.new_empty(b * k, p)
-                input_grads = sorted_input_grads.split(sizes)
-            if n[1]:
-                grad_memories = memories.new_empty(m, rows, p)
-            for memory, (block, grads, inputs, size, head) in enumerate(
-                zip(blocks.unbind(0), sorted_grads.split(sizes), sorted_inputs.split(sizes),
-                    sizes, heads, strict=True)
-            ):  # fmt: skip
-                if n[0] and size:
-                    torch.mm(grads, block, out=input_grads[memory])
-                if not n[1]:
-                    continue
-                if head:
-                    torch.mm(grads[:head].t(), inputs[:head], out=grad_memories[memory])
-                else:
-                    grad_memories[memory].zero_()
-            if n[0]:
-                grad_x = sorted_input_grads.new_zeros(b, in_features)
-                grad_x.index_add_(0, pair_samples, sorted_input_grads[:, :in_features])
-        else:
-            x_tilde = saved[1]
-            indices = saved[0]
-            trainable = slot_grads
-            if trainable_slots < k:
-                trainable = slot_grads.clone()
-                trainable[:, :, trainable_slots:] = 0
-            flat_memories = memories.reshape(q * m * rows, p)
-            index = indices.unsqueeze(-1).expand(b, q, k, rows)
-            if n[0]:
-                all_grads = slot_grads.new_zeros(b, q, m, rows).scatter_add_(2, index, slot_grads)
-                grad_x = torch.mm(all_grads.view(b, q * m * rows), flat_memories[:, :in_features])
-            if n[1]:
-                if trainable is slot_grads and grad_x is not None:
-                    all_trainable = all_grads
-                else:
-                    all_trainable = trainable.new_zeros(b, q, m, rows)
-                    all_trainable.scatter_add_(2, index, trainable)
-                grad_memories = torch.mm(all_trainable.view(b, q * m * rows).t(), x_tilde)
-        if grad_memories is not None:
+        trainable = slot_grads
+        if trainable_slots < k:
+            trainable = slot_grads.clone()
+            trainable[:, :, trainable_slots:] = 0
+        flat_memories = memories.reshape(q * m * rows, p)
+        index = indices.unsqueeze(-1).expand(b, q, k, rows)
+        if n[0]:
+            all_grads = slot_grads.new_zeros(b, q, m, rows).scatter_add_(2, index, slot_grads)
+            grad_x = torch.mm(all_grads.view(b, q * m * rows), flat_memories[:, :in_features])
+        if n[1]:
+            if trainable is slot_grads and grad_x is not None:
+                all_trainable = all_grads
+            else:
+                all_trainable = trainable.new_zeros(b, q, m, rows)
+                all_trainable.scatter_add_(2, index, trainable)
+            grad_memories = torch.mm(all_trainable.view(b, q * m * rows).t(), x_tilde)
             grad_memories = grad_memories.reshape(q, m, u)
+        return grad_x, grad_memories, None, grad_weights, None, None, None, None
+
+    @staticmethod
+    def _grouped_backward(ctx, grad_out):
+        memories, sorted_weights, sorted_outputs, order, pair_samples, sorted_inputs = (
+            ctx.saved_tensors
+        )
+        n = ctx.needs_input_grad
+        sizes, heads = ctx.layout
+        _, m, u = memories.shape
+        pairs, p = sorted_inputs.shape
+        rows = sorted_outputs.shape[1]
+        b, k = grad_out.shape[0], ctx.k
+        in_features = p - 1 if ctx.bias else p
+        # Everything stays in the forward's sorted order: the output gradient is gathered once.
+        sorted_grad_out = grad_out.reshape(b, rows).index_select(0, pair_samples)
+        grad_weights = grad_x = grad_memories = None
+        if n[3]:
+            sorted_grad_weights = torch.linalg.vecdot(sorted_outputs, sorted_grad_out)
+            grad_weights = torch.empty_like(sorted_grad_weights).index_copy_(
+                0, order, sorted_grad_weights
+            )
+            grad_weights = grad_weights.view(b, 1, k)
+        sorted_grads = sorted_grad_out * sorted_weights  # G, (b·k, rows)
+        blocks = memories.reshape(m, rows, p)
+        if n[0]:
+            # ∂x̃ without the bias column: the GEMM reads the block's first in_features
+            # columns, so the unsorting index_add_ below reads a contiguous source (a strided
+            # one is several times slower).
+            sorted_input_grads = sorted_inputs.new_empty(pairs, in_features)
+            input_grads = sorted_input_grads.split(sizes)
+        if n[1]:
+            grad_memories = memories.new_empty(m, rows, p)
+        for memory, (block, grads, inputs, size, head) in enumerate(
+            zip(blocks.unbind(0), sorted_grads.split(sizes), sorted_inputs.split(sizes),
+                sizes, heads, strict=True)
+        ):  # fmt: skip
+            if n[0] and size:
+                torch.mm(grads, block[:, :in_features], out=input_grads[memory])
+            if not n[1]:
+                continue
+            if head:
+                torch.mm(grads[:head].t(), inputs[:head], out=grad_memories[memory])
+            else:
+                grad_memories[memory].zero_()
+        if n[0]:
+            grad_x = sorted_input_grads.new_zeros(b, in_features)
+            grad_x.index_add_(0, pair_samples, sorted_input_grads)
+        if grad_memories is not None:
+            grad_memories = grad_memories.reshape(1, m, u)
         return grad_x, grad_memories, None, grad_weights, None, None, None, None
 
 
