@@ -318,15 +318,13 @@ class _OutputSpaceBlend(torch.autograd.Function):
             if bias:
                 sorted_inputs[:, n].fill_(1.0)
             sorted_outputs = x.new_empty(b * k, rows)
-            blocks = memories.reshape(m, rows, p)
+            # One GEMM per memory in use; a Python loop over m memories, never over the batch.
+            blocks = memories.reshape(m, rows, p).transpose(1, 2).unbind(0)
             for block, inputs, outputs in zip(
-                blocks.unbind(0),
-                sorted_inputs.split(sizes),
-                sorted_outputs.split(sizes),
-                strict=True,
+                blocks, sorted_inputs.split(sizes), sorted_outputs.split(sizes), strict=True
             ):
                 if inputs.shape[0]:
-                    torch.mm(inputs, block.t(), out=outputs)
+                    torch.mm(inputs, block, out=outputs)
             # The α-weighted outputs are summed per sample straight from the sorted order: one
             # contiguous index_add_, no unsorted copy of the memory outputs.
             sorted_weights = weights.reshape(b * k).index_select(0, order).unsqueeze(1)
@@ -407,7 +405,7 @@ class _OutputSpaceBlend(torch.autograd.Function):
             )
             grad_weights = grad_weights.view(b, 1, k)
         sorted_grads = sorted_grad_out * sorted_weights  # G, (b·k, rows)
-        blocks = memories.reshape(m, rows, p)
+        blocks = memories.reshape(m, rows, p)[:, :, :in_features].unbind(0)
         if n[0]:
             # ∂x̃ without the bias column: the GEMM reads the block's first in_features
             # columns, so the unsorting index_add_ below reads a contiguous source (a strided
@@ -417,11 +415,11 @@ class _OutputSpaceBlend(torch.autograd.Function):
         if n[1]:
             grad_memories = memories.new_empty(m, rows, p)
         for memory, (block, grads, inputs, size, head) in enumerate(
-            zip(blocks.unbind(0), sorted_grads.split(sizes), sorted_inputs.split(sizes),
+            zip(blocks, sorted_grads.split(sizes), sorted_inputs.split(sizes),
                 sizes, heads, strict=True)
         ):  # fmt: skip
             if n[0] and size:
-                torch.mm(grads, block[:, :in_features], out=input_grads[memory])
+                torch.mm(grads, block, out=input_grads[memory])
             if not n[1]:
                 continue
             if head:
