@@ -294,8 +294,11 @@ class _OutputSpaceBlend(torch.autograd.Function):
       padding to the busiest memory, one host synchronisation for the group sizes. The
       backward visits every memory once for both of its GEMMs (∂x from the whole group, ∂M
       from its trainable head: the winners' pairs under winner-take-all), and memories with no
-      trainable pair get a zero gradient without a GEMM. The pair order and the sorted inputs
-      are saved from the forward, so the backward sorts and gathers only the output gradient.
+      trainable pair get a zero gradient without a GEMM. The α-weighted outputs are summed
+      per sample from the sorted order, and the backward stays in it: the pair order, the
+      sorted inputs, weights and outputs are saved from the forward, so it gathers only the
+      output gradient, and ∂x is taken against the weight columns into a contiguous buffer
+      that one ``index_add_`` unsorts.
 
     Backward, with G_ia = α_ia g_i: ∂α_ia = g_i · (M[idx_ia] x̃_i); ∂x̃_i = Σ_a M[idx_ia]ᵀ G_ia;
     ∂M[idx_ia] += G_ia x̃_iᵀ for the slots a < ``trainable_slots`` only (1 under winner-take-all).
