@@ -292,8 +292,8 @@ class _OutputSpaceBlend(torch.autograd.Function):
       one GEMM per memory written in place into the sorted output (the bias column written
       straight into the sorted inputs, no padded copy of x): exactly k·b·P products, no
       padding to the busiest memory, one host synchronisation for the group sizes. The
-      backward visits every memory once for both of its GEMMs (∂x from the whole group, ∂M
-      from its trainable head: the winners' pairs under winner-take-all), and memories with no
+      backward runs two loops over the memories, one GEMM each: ∂x from the whole group, then
+      ∂M from its trainable head (the winners' pairs under winner-take-all); memories with no
       trainable pair get a zero gradient without a GEMM. The α-weighted outputs are summed
       per sample from the sorted order, and the backward stays in it: the pair order, the
       sorted inputs, weights and outputs are saved from the forward, so it gathers only the
@@ -417,18 +417,24 @@ class _OutputSpaceBlend(torch.autograd.Function):
             input_grads = sorted_input_grads.split(sizes)
         if n[1]:
             grad_memories = memories.new_empty(m, rows, p)
-        for memory, (block, grads, inputs, size, head) in enumerate(
-            zip(blocks, sorted_grads.split(sizes), sorted_inputs.split(sizes),
-                sizes, heads, strict=True)
-        ):  # fmt: skip
-            if n[0] and size:
-                torch.mm(grads, block, out=input_grads[memory])
-            if not n[1]:
-                continue
-            if head:
-                torch.mm(grads[:head].t(), inputs[:head], out=grad_memories[memory])
-            else:
-                grad_memories[memory].zero_()
+        grad_splits = sorted_grads.split(sizes)
+        # Two loops rather than one with both GEMMs per memory: the first only reads the
+        # memories, the second only writes their gradient (2–6 % less time for the blend at
+        # m = 16, δ = 2, interleaved runs).
+        if n[0]:
+            for block, grads, out, size in zip(
+                blocks, grad_splits, input_grads, sizes, strict=True
+            ):
+                if size:
+                    torch.mm(grads, block, out=out)
+        if n[1]:
+            for memory, (grads, inputs, head) in enumerate(
+                zip(grad_splits, sorted_inputs.split(sizes), heads, strict=True)
+            ):
+                if head:
+                    torch.mm(grads[:head].t(), inputs[:head], out=grad_memories[memory])
+                else:
+                    grad_memories[memory].zero_()
         if n[0]:
             grad_x = sorted_input_grads.new_zeros(b, in_features)
             grad_x.index_add_(0, pair_samples, sorted_input_grads)
