@@ -419,8 +419,8 @@ class _OutputSpaceBlend(torch.autograd.Function):
             grad_memories = memories.new_empty(m, rows, p)
         grad_splits = sorted_grads.split(sizes)
         # Two loops rather than one with both GEMMs per memory: the first only reads the
-        # memories, the second only writes their gradient (2–6 % less time for the blend at
-        # m = 16, δ = 2, interleaved runs).
+        # memories, the second only writes their gradient (a few per cent less time for the
+        # blend at m = 16, δ = 2 in interleaved runs, little more than their noise).
         if n[0]:
             for block, grads, out, size in zip(
                 blocks, grad_splits, input_grads, sizes, strict=True
