@@ -12,15 +12,20 @@ step (key matching, scrambling test, key pull, counters, blend, product):
   key path alone (one online attention step: ψ, matching, scrambling, pull, refresh, counters),
   the output blend forward, and the blend forward + backward (on a fixed attention).
 
+With ``--runs N`` the whole table is timed N times, one run after the other, and a summary
+gives each case's median ratio over the runs and its spread (lowest and highest): on a shared
+machine a single run can be off by tens of percent.
+
 Usage: python benchmarks/cnu.py [--batch 64] [--in-features 512] [--out-features 256]
        [--grid 8:1,16:2,64:4] [--repeats 15] [--strategies] [--reference] [--conv]
-       [--image 16] [--threads N] [--breakdown]
+       [--image 16] [--threads N] [--breakdown] [--runs N]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 from functools import partial
 
@@ -102,14 +107,37 @@ def main(argv: list[str] | None = None) -> list[tuple[str, float, float]]:
     parser.add_argument("--image", type=int, default=16, help="conv input height and width")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--breakdown", action="store_true", help="time the pieces of a step")
+    parser.add_argument("--runs", type=int, default=1, help="time the table N times")
     args = parser.parse_args(argv)
+    if args.runs < 1:
+        parser.error(f"--runs must be >= 1, got {args.runs}")
     threads = torch.get_num_threads()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     try:
-        return run(args)
+        rows = []
+        for _ in range(args.runs):
+            rows += run(args)
+        if args.runs > 1:
+            summarise(rows)
+        return rows
     finally:
         torch.set_num_threads(threads)
+
+
+def summarise(rows: list[tuple[str, float, float]]) -> None:
+    """Median ratio of every case over the runs, with the lowest and highest."""
+    ratios: dict[str, list[float]] = {}
+    for name, ours, base in rows:
+        ratios.setdefault(name, []).append(ours / base)
+    width = max(len(name) for name in ratios)
+    print(f"\nover {len(next(iter(ratios.values())))} runs")
+    print(f"{'case':<{width}} {'median':>7} {'lowest':>7} {'highest':>7}")
+    for name, values in ratios.items():
+        print(
+            f"{name:<{width}} {statistics.median(values):7.2f} {min(values):7.2f} "
+            f"{max(values):7.2f}"
+        )
 
 
 def run(args: argparse.Namespace) -> list[tuple[str, float, float]]:

@@ -303,3 +303,81 @@ def test_cnu_linear_gradient_of_one_input_only(strategy, wanted):
     (ours_grad,) = torch.autograd.grad((ours * grad).sum(), inputs[wanted])
     (expected_grad,) = torch.autograd.grad((expected * grad).sum(), inputs[wanted])
     torch.testing.assert_close(ours_grad, expected_grad, rtol=1e-12, atol=1e-12)
+
+
+def _edge_indices(case, batch, m, k):
+    """Index layouts that stress the grouped blend's per-memory segments."""
+    if case == "one memory":
+        # Every winner on memory 3, every other slot on memory 1: two non-empty groups.
+        indices = torch.empty(batch, 1, k, dtype=torch.int64)
+        indices[..., 0] = 3
+        indices[..., 1:] = 1
+    elif case == "mostly empty":
+        # Only memories 0 and m - 1 in use; the last only ever as a non-winning slot.
+        indices = torch.zeros(batch, 1, k, dtype=torch.int64)
+        indices[..., 1:] = m - 1
+    else:  # "permuted": all memories in use, groups of different lengths
+        generator = torch.Generator().manual_seed(batch)
+        indices = torch.stack([torch.randperm(m, generator=generator)[:k] for _ in range(batch)])
+        indices = indices.view(batch, 1, k)
+    return indices
+
+
+@pytest.mark.parametrize("wta", [False, True])
+@pytest.mark.parametrize("case", ["one memory", "mostly empty", "permuted"])
+@pytest.mark.parametrize("batch", [1, 2, 9])
+def test_grouped_blend_edge_layouts_match_twin(batch, case, wta):
+    # The grouped path (its sorted outputs summed per sample, the input gradient unsorted from
+    # the sorted order) against the materialising twin: values and every gradient, with empty
+    # memories, all samples on one memory, memories only used by non-winning slots and b = 1.
+    m, k, rows, in_features = 5, 2, 3, 4
+    generator = torch.Generator().manual_seed(11)
+    x = torch.randn(batch, in_features, generator=generator, dtype=torch.float64)
+    memories = torch.randn(1, m, rows * (in_features + 1), generator=generator).double()
+    weights = torch.softmax(torch.randn(batch, 1, k, generator=generator), dim=2).double()
+    indices = _edge_indices(case, batch, m, k)
+    for tensor in (x, memories, weights):
+        tensor.requires_grad_()
+    grad = torch.randn(batch, rows, generator=generator, dtype=torch.float64)
+    results = []
+    for blend in (partial(cnu_linear, strategy="grouped"), cnu_linear_ref):
+        out = blend(x, memories, indices, weights, bias=True, wta=wta)
+        results.append((out, *torch.autograd.grad((out * grad).sum(), (x, memories, weights))))
+    for ours, expected in zip(*results, strict=True):
+        assert ours.shape == expected.shape
+        torch.testing.assert_close(ours, expected, rtol=1e-12, atol=1e-12)
+    trained = set(indices[:, 0, 0].tolist()) if wta else set(indices.flatten().tolist())
+    memory_grad = results[0][2][0]
+    assert set((memory_grad.abs().sum(-1) != 0).nonzero().flatten().tolist()) == trained
+
+
+@pytest.mark.parametrize("case", ["one memory", "mostly empty", "permuted"])
+def test_grouped_blend_edge_layouts_gradcheck(case):
+    m, k, rows, in_features, batch = 4, 2, 2, 3, 3
+    generator = torch.Generator().manual_seed(12)
+    x = torch.randn(batch, in_features, generator=generator, dtype=torch.float64)
+    memories = torch.randn(1, m, rows * (in_features + 1), generator=generator).double()
+    weights = torch.softmax(torch.randn(batch, 1, k, generator=generator), dim=2).double()
+    indices = _edge_indices(case, batch, m, k)
+
+    def function(x, memories, weights):
+        return cnu_linear(x, memories, indices, weights, bias=True, strategy="grouped")
+
+    inputs = tuple(t.requires_grad_() for t in (x, memories, weights))
+    assert torch.autograd.gradcheck(function, inputs)
+
+
+def test_grouped_blend_bfloat16_close_to_float32_twin():
+    x, memories, indices, weights = make_blend_inputs(1, 6, 2, 8, True, 16, torch.float32)
+    grad = torch.randn(16, 8, generator=torch.Generator().manual_seed(2))
+    low = [t.detach().bfloat16().requires_grad_() for t in (x, memories, weights)]
+    ours = cnu_linear(low[0], low[1], indices, low[2], bias=True, wta=True, strategy="grouped")
+    ours_grads = torch.autograd.grad((ours * grad.bfloat16()).sum(), low)
+    high = [t.detach().float().requires_grad_() for t in low]
+    expected = cnu_linear_ref(high[0], high[1], indices, high[2], bias=True, wta=True)
+    expected_grads = torch.autograd.grad((expected * grad).sum(), high)
+    assert ours.dtype == torch.bfloat16
+    torch.testing.assert_close(ours.float(), expected, rtol=2e-2, atol=5e-2)
+    for got, want in zip(ours_grads, expected_grads, strict=True):
+        assert got.dtype == torch.bfloat16
+        torch.testing.assert_close(got.float(), want, rtol=2e-2, atol=5e-2)
