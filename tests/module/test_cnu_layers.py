@@ -494,7 +494,7 @@ def test_conv_bad_arguments(kwargs, message):
         ({}, torch.ones(8, 8), ValueError, r"x must have shape"),
         ({"psi_fn": "identity"}, torch.ones(2, 3, 8, 8), ValueError, "192 values, but the key"),
         ({"key_size": 61}, torch.ones(1, 3, 7, 9), ValueError, "60 values, but the key size is 61"),
-        ({"key_size": 3}, torch.ones(1, 3, 1, 100), ValueError, "key_size 3 is too small"),
+        ({"key_size": 3}, torch.ones(1, 3, 3, 100), ValueError, "key_size 3 is too small"),
     ],
 )
 def test_conv_bad_input(layer_kwargs, x, error, message):
