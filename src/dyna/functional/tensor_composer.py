@@ -126,6 +126,14 @@ class _OrientedValue(torch.autograd.Function):
     def forward(ctx: Any, v: torch.Tensor, eps: float, bgn_eps: float) -> torch.Tensor:
         rank, _, _, batch, n = v.shape
         value_re, value_im, orient_re, orient_im = _oriented_parts(v)
+        if torch.compiler.is_compiling() or torch.compiler.is_exporting():
+            # Traced: torch.export records autograd and rejects out= arithmetic on tensors
+            # that require grad; the plain ops are what the compiler fuses anyway.
+            inverse_norm = (orient_re * orient_re + orient_im * orient_im + eps).rsqrt()
+            out = (value_re * orient_re + value_im * orient_im) * inverse_norm
+            ctx.save_for_backward(v, inverse_norm, out)
+            ctx.bgn_eps = bgn_eps
+            return out
         inverse_norm = torch.mul(orient_re, orient_re, out=v.new_empty(batch, rank, n))
         inverse_norm.addcmul_(orient_im, orient_im).add_(eps).rsqrt_()
         out = torch.mul(value_re, orient_re, out=v.new_empty(batch, rank, n))
