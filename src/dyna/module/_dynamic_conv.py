@@ -216,7 +216,8 @@ class DynamicConv2DBase(nn.Module):
             )
         if batch_dim is None:
             batch_dim = context.shape[0]
-        if isinstance(batch_dim, bool) or not isinstance(batch_dim, int):
+        # a SymInt when traced with a dynamic batch (torch.export, torch.compile)
+        if isinstance(batch_dim, bool) or not isinstance(batch_dim, (int, torch.SymInt)):
             raise TypeError(f"batch_dim must be an int or None, got {type(batch_dim).__name__}")
         if batch_dim < 1:
             raise ValueError(f"batch_dim must be greater than or equal to 1, got {batch_dim}")
