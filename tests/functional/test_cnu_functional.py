@@ -303,3 +303,17 @@ def test_cnu_linear_gradient_of_one_input_only(strategy, wanted):
     (ours_grad,) = torch.autograd.grad((ours * grad).sum(), inputs[wanted])
     (expected_grad,) = torch.autograd.grad((expected * grad).sum(), inputs[wanted])
     torch.testing.assert_close(ours_grad, expected_grad, rtol=1e-12, atol=1e-12)
+
+
+def test_flags_must_be_bools():
+    # None and 0/1 were taken for False/True before
+    memories = torch.zeros(1, 3, 4)
+    indices = torch.zeros(2, 1, 2, dtype=torch.int64)
+    weights = torch.full((2, 1, 2), 0.5)
+    with pytest.raises(TypeError, match="normalize must be a bool"):
+        psi(torch.ones(2, 4), "identity", 4, normalize=None)
+    with pytest.raises(TypeError, match="wta must be a bool"):
+        cnu_blend_weights(memories, indices, weights, wta=1)
+    for linear in (cnu_linear, cnu_linear_ref):
+        with pytest.raises(TypeError, match="bias must be a bool"):
+            linear(torch.ones(2, 4), memories, indices, weights, bias=None)

@@ -634,3 +634,12 @@ def test_linear_output_space_blend_equals_weights_then_product(shared_keys, delt
             assert mine is None or torch.all(mine == 0)
         else:
             torch.testing.assert_close(mine, theirs, rtol=1e-12, atol=1e-12)
+
+
+def test_conv_input_smaller_than_the_dilated_kernel_is_a_value_error():
+    # it reached conv2d and failed there with a RuntimeError before
+    layer = Conv2dCNU(2, 2, 3, padding=0, key_mem_units=2)
+    with pytest.raises(ValueError, match=r"x is too small: its padded size \(2, 5\)"):
+        layer(torch.ones(1, 2, 2, 5))
+    same = Conv2dCNU(2, 2, 3, padding="same", padding_mode="reflect", key_mem_units=2)
+    assert same(torch.ones(1, 2, 2, 2)).shape == (1, 2, 2, 2)
