@@ -62,8 +62,9 @@ def test_siglog_is_odd_finite_and_keeps_shape(shape, dtype, seed, scale):
     assert y.shape == x.shape and y.dtype == dtype
     assert torch.isfinite(y).all()
     assert torch.equal(dyna.siglog(-x), -y)
-    # the magnitude is ln(|x| + e + 1e-4) - 1 >= ln(e) - 1 = 0, with the sign of x
-    assert (torch.sign(y) == torch.sign(x)).all() | (y == 0).all()
+    # the magnitude is ln(|x| + e + 1e-4) - 1 >= ln(e) - 1 = 0 (it rounds to 0 for small |x|
+    # in bfloat16), with the sign of x
+    assert (y.double() * x.double() >= 0).all()
 
 
 @given(n=st.integers(2, 64), seed=seeds, scale=scales)
