@@ -381,3 +381,17 @@ def test_grouped_blend_bfloat16_close_to_float32_twin():
     for got, want in zip(ours_grads, expected_grads, strict=True):
         assert got.dtype == torch.bfloat16
         torch.testing.assert_close(got.float(), want, rtol=2e-2, atol=5e-2)
+
+
+def test_flags_must_be_bools():
+    # None and 0/1 were taken for False/True before
+    memories = torch.zeros(1, 3, 4)
+    indices = torch.zeros(2, 1, 2, dtype=torch.int64)
+    weights = torch.full((2, 1, 2), 0.5)
+    with pytest.raises(TypeError, match="normalize must be a bool"):
+        psi(torch.ones(2, 4), "identity", 4, normalize=None)
+    with pytest.raises(TypeError, match="wta must be a bool"):
+        cnu_blend_weights(memories, indices, weights, wta=1)
+    for linear in (cnu_linear, cnu_linear_ref):
+        with pytest.raises(TypeError, match="bias must be a bool"):
+            linear(torch.ones(2, 4), memories, indices, weights, bias=None)

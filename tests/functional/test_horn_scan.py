@@ -239,3 +239,62 @@ def test_delay_steps_errors():
         delay_steps("1 ms", 1.0)
     with pytest.raises(TypeError, match="delay"):
         delay_steps(torch.tensor([True]), 1.0)
+
+
+@pytest.mark.parametrize("scan", [horn_scan, horn_scan_ref])
+@pytest.mark.parametrize(
+    ("name", "value", "error", "message"),
+    [
+        ("weight", torch.zeros(3, 2), ValueError, r"weight must have shape \(3, 3\)"),
+        ("weight", torch.zeros(3, 3, dtype=torch.int64), TypeError, "weight must have a floating"),
+        ("bias", torch.zeros(2), ValueError, r"bias must have shape \(3,\)"),
+        ("bias", [0.0, 0.0, 0.0], TypeError, "bias must be a torch.Tensor"),
+        ("x0", torch.zeros(3, 3), ValueError, r"x0 must have shape \(2, 3\)"),
+        ("y0", None, TypeError, "y0 must be a torch.Tensor"),
+        ("dt", None, TypeError, "dt must be a real number"),
+        ("dt", float("nan"), ValueError, "dt must be finite"),
+    ],
+)
+def test_scan_rejects_bad_tensors_before_torch_does(scan, name, value, error, message):
+    # these reached torch as RuntimeError, AttributeError or a silent broadcast before
+    args = {
+        "drive": torch.zeros(4, 2, 3),
+        "weight": torch.zeros(3, 3),
+        "bias": torch.zeros(3),
+        "alpha": 0.04,
+        "omega": 0.3,
+        "gamma": 0.01,
+        "v": 0.0,
+        "dt": 1.0,
+        "x0": torch.zeros(2, 3),
+        "y0": torch.zeros(2, 3),
+    }
+    args[name] = value
+    with pytest.raises(error, match=message):
+        scan(*args.values())
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "error", "message"),
+    [
+        ("drive", [1.0, 2.0], TypeError, "drive must be a torch.Tensor"),
+        ("x", torch.zeros(3, 2), ValueError, r"x must have the shape of drive \(2, 3\)"),
+        ("y", torch.zeros(2, 3, dtype=torch.int64), TypeError, "y must have a floating"),
+        ("dt", 0.0, ValueError, "dt must be > 0"),
+    ],
+)
+def test_step_rejects_bad_arguments(name, value, error, message):
+    args = {"drive": torch.zeros(2, 3), "x": torch.zeros(2, 3), "y": torch.zeros(2, 3)}
+    args.update(alpha=0.04, omega=0.3, gamma=0.01, v=0.0, dt=1.0)
+    args[name] = value
+    with pytest.raises(error, match=message):
+        horn_step(*args.values())
+
+
+def test_scan_ref_checks_delays_like_the_fast_path():
+    args = (torch.zeros(4, 2, 3), torch.zeros(3, 3), None, 0.04, 0.3, 0.01, 0.0, 1.0)
+    state = (torch.zeros(2, 3), torch.zeros(2, 3))
+    with pytest.raises(TypeError, match="delay must have an integer dtype"):
+        horn_scan_ref(*args, *state, delay=torch.zeros(3, 3))
+    with pytest.raises(ValueError, match="bias must be None when delay is given"):
+        horn_scan_ref(*args[:2], torch.zeros(3), *args[3:], *state, delay=torch.zeros(3, 3).long())

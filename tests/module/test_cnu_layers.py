@@ -494,7 +494,7 @@ def test_conv_bad_arguments(kwargs, message):
         ({}, torch.ones(8, 8), ValueError, r"x must have shape"),
         ({"psi_fn": "identity"}, torch.ones(2, 3, 8, 8), ValueError, "192 values, but the key"),
         ({"key_size": 61}, torch.ones(1, 3, 7, 9), ValueError, "60 values, but the key size is 61"),
-        ({"key_size": 3}, torch.ones(1, 3, 1, 100), ValueError, "key_size 3 is too small"),
+        ({"key_size": 3}, torch.ones(1, 3, 3, 100), ValueError, "key_size 3 is too small"),
     ],
 )
 def test_conv_bad_input(layer_kwargs, x, error, message):
@@ -634,3 +634,12 @@ def test_linear_output_space_blend_equals_weights_then_product(shared_keys, delt
             assert mine is None or torch.all(mine == 0)
         else:
             torch.testing.assert_close(mine, theirs, rtol=1e-12, atol=1e-12)
+
+
+def test_conv_input_smaller_than_the_dilated_kernel_is_a_value_error():
+    # it reached conv2d and failed there with a RuntimeError before
+    layer = Conv2dCNU(2, 2, 3, padding=0, key_mem_units=2)
+    with pytest.raises(ValueError, match=r"x is too small: its padded size \(2, 5\)"):
+        layer(torch.ones(1, 2, 2, 5))
+    same = Conv2dCNU(2, 2, 3, padding="same", padding_mode="reflect", key_mem_units=2)
+    assert same(torch.ones(1, 2, 2, 2)).shape == (1, 2, 2, 2)

@@ -345,3 +345,12 @@ def test_devices(device):
     cpu = DynamicConv2DDelta(2, 3, 5, rank=2, padding=1, dtype=torch.float32).eval()
     cpu.load_state_dict({k: v.cpu() for k, v in module.state_dict().items()})
     torch.testing.assert_close(y.cpu(), cpu(x.detach().cpu(), c.cpu()), rtol=1e-4, atol=1e-5)
+
+
+def test_input_smaller_than_the_dilated_kernel_is_a_value_error():
+    # it reached conv2d and failed there with a RuntimeError before
+    module = DynamicConv2DDelta(2, 3, 4, rank=2, kernel_size=3, dilation=2, dtype=torch.float32)
+    with pytest.raises(ValueError, match=r"x is too small: its padded size \(4, 4\)"):
+        module(torch.randn(1, 2, 4, 4), torch.randn(1, 4))
+    padded = DynamicConv2DDelta(2, 3, 4, rank=2, padding=1, dtype=torch.float32).eval()
+    assert padded(torch.randn(1, 2, 1, 1), torch.randn(1, 4)).shape == (1, 3, 1, 1)

@@ -155,3 +155,10 @@ def test_accuracy_per_distribution_bad_arguments(arguments, error, match):
     resolved = [tensors.get(a, a) if isinstance(a, str) else a for a in arguments]
     with pytest.raises(error, match=match):
         accuracy_per_distribution(*resolved)
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.bool, "float32", None])
+def test_accuracy_per_distribution_needs_a_floating_dtype(dtype):
+    labels = torch.tensor([0, 1])
+    with pytest.raises(TypeError, match=r"dtype must be a floating torch\.dtype"):
+        accuracy_per_distribution(labels, labels, labels, 2, dtype=dtype)

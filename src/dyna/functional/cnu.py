@@ -24,7 +24,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from dyna.functional._checks import check_floating_tensor
+from dyna.functional._checks import check_bool, check_floating_tensor
 
 PSI_MODES = ("identity", "sign", "resize1d", "resize2d", "resize2d_sign")
 
@@ -131,6 +131,7 @@ def psi(x: torch.Tensor, mode: str, key_size: int, normalize: bool = True) -> to
     if mode not in PSI_MODES:
         raise ValueError(f"psi_fn must be one of {list(PSI_MODES)}, got {mode!r}")
     key_size = _check_key_size(key_size)
+    check_bool("normalize", normalize)
     if x.dim() < 2:
         raise ValueError(
             f"x must have a batch dimension and at least 2 dimensions, got shape {tuple(x.shape)}"
@@ -193,6 +194,7 @@ def cnu_blend_weights(
         - Output: (b, q, u).
     """
     _check_blend_inputs(memories, indices, weights)
+    check_bool("wta", wta)
     b, q, k = indices.shape
     # Advanced indexing reads the same rows as the reference's gather from M broadcast to
     # (b, q, m, u), but its backward accumulates into (q, m, u): the gather's would build a
@@ -210,6 +212,7 @@ def cnu_blend_weights(
 def _check_linear_inputs(x, memories, indices, weights, bias):
     check_floating_tensor("x", x)
     _check_blend_inputs(memories, indices, weights)
+    check_bool("bias", bias)
     if x.dim() != 2 or x.shape[0] != indices.shape[0]:
         raise ValueError(
             f"x must have shape (b, in_features) with b = {indices.shape[0]}, got {tuple(x.shape)}"

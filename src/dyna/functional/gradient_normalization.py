@@ -24,11 +24,16 @@ class BackwardGradientNormalization(torch.autograd.Function):
     """Autograd function behind :func:`backward_gradient_normalization`."""
 
     eps = 1e-6
+    # forward and setup_context are separate so that torch.func transforms (vmap) apply
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, eps: float) -> torch.Tensor:
-        ctx.eps = eps
+    def forward(x: torch.Tensor, eps: float) -> torch.Tensor:
         return x.view_as(x)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
+        ctx.eps = inputs[1]
 
     @staticmethod
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, None]:

@@ -45,6 +45,44 @@ def _check_delay(delay: object, n_units: int) -> torch.Tensor:
     return delay
 
 
+def _check_step_inputs(drive: object, x: object, y: object, dt: object) -> float:
+    drive = check_floating_tensor("drive", drive)
+    for name, value in (("x", x), ("y", y)):
+        tensor = check_floating_tensor(name, value)
+        if tensor.shape != drive.shape:
+            raise ValueError(
+                f"{name} must have the shape of drive {tuple(drive.shape)}, "
+                f"got {tuple(tensor.shape)}"
+            )
+    return check_real("dt", dt, minimum=0.0, strictly_greater=True)
+
+
+def _check_scan_inputs(
+    drive: object, weight: object, bias: object, dt: object, x0: object, y0: object
+) -> float:
+    """Shapes and types of a scan's tensors (no host synchronisation); returns ``dt``."""
+    drive = check_floating_tensor("drive", drive)
+    if drive.dim() != 3:
+        raise ValueError(f"drive must have shape (T, B, n), got {tuple(drive.shape)}")
+    _, batch, n_units = drive.shape
+    expected: dict[str, tuple[int, ...]] = {
+        "weight": (n_units, n_units),
+        "x0": (batch, n_units),
+        "y0": (batch, n_units),
+    }
+    if bias is not None:
+        expected["bias"] = (n_units,)
+    values = {"weight": weight, "bias": bias, "x0": x0, "y0": y0}
+    for name, shape in expected.items():
+        tensor = check_floating_tensor(name, values[name])
+        if tensor.shape != shape:
+            raise ValueError(
+                f"{name} must have shape {shape} for drive of shape {tuple(drive.shape)}, "
+                f"got {tuple(tensor.shape)}"
+            )
+    return check_real("dt", dt, minimum=0.0, strictly_greater=True)
+
+
 def horn_step(
     drive: torch.Tensor,
     x: torch.Tensor,
@@ -72,6 +110,12 @@ def horn_step(
     Returns:
         The new ``(x, y)``, each of the shape of ``drive``.
     """
+    dt = _check_step_inputs(drive, x, y, dt)
+    return _step(drive, x, y, alpha, omega, gamma, v, dt)
+
+
+def _step(drive, x, y, alpha, omega, gamma, v, dt):
+    """:func:`horn_step` without the argument checks, for the loops that call it per step."""
     pre = drive if v is None else drive + v * x
     activation = torch.tanh(pre)
     y_new = y + dt * (alpha * activation - (omega * omega) * x - (2.0 * gamma) * y)
@@ -101,15 +145,18 @@ def horn_scan_ref(
     Same arguments and results as :func:`horn_scan`; each step is :func:`horn_step` on the drive
     ``drive_t + recurrent_scale * r_t`` and ordinary autograd differentiates it.
     """
+    dt = _check_scan_inputs(drive, weight, bias, dt, x0, y0)
     n_units = drive.shape[-1]
+    if delay is not None:
+        _check_delay(delay, n_units)
+        if bias is not None:
+            raise ValueError("bias must be None when delay is given (the delayed path has none)")
     x, y = x0, y0
     xs, ys = [], []
     if delay is None:
         for drive_t in drive.unbind(0):
             recurrent = torch.nn.functional.linear(y, weight, bias)
-            x, y = horn_step(
-                drive_t + recurrent_scale * recurrent, x, y, alpha, omega, gamma, v, dt
-            )
+            x, y = _step(drive_t + recurrent_scale * recurrent, x, y, alpha, omega, gamma, v, dt)
             xs.append(x)
             ys.append(y)
         history_out = None
@@ -125,9 +172,7 @@ def horn_scan_ref(
             window = torch.stack(readable[-length:], dim=-2)  # (..., L, n)
             delayed = window[..., lag_rows, columns]  # (..., n_i, n_j) = yhat_j(t-1-d_ij)
             recurrent = (delayed * weight).sum(-1)
-            x, y = horn_step(
-                drive_t + recurrent_scale * recurrent, x, y, alpha, omega, gamma, v, dt
-            )
+            x, y = _step(drive_t + recurrent_scale * recurrent, x, y, alpha, omega, gamma, v, dt)
             xs.append(x)
             ys.append(y)
             readable.append(y)
@@ -536,10 +581,7 @@ def horn_scan(
         ``(x_seq, y_seq, history_out)``: positions and velocities x_1..x_T, y_1..y_T, each
         (T, B, n), and with delays the history after the last step (L, B, n) (None without).
     """
-    check_floating_tensor("drive", drive)
-    if drive.dim() != 3:
-        raise ValueError(f"drive must have shape (T, B, n), got {tuple(drive.shape)}")
-    dt = check_real("dt", dt, minimum=0.0, strictly_greater=True)
+    dt = _check_scan_inputs(drive, weight, bias, dt, x0, y0)
     n_units = drive.shape[-1]
     if delay is not None:
         _check_delay(delay, n_units)

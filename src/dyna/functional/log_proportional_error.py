@@ -25,15 +25,25 @@ _REDUCTIONS = ("mean", "sum", "none")
 class LogProportionalError(torch.autograd.Function):
     """Element-wise log-proportional error with the minimum ``m`` treated as a constant."""
 
+    # forward and setup_context are separate so that torch.func transforms (vmap) apply
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def forward(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if x.numel() == 0:
             return torch.empty_like(x)
         shift = torch.minimum(x.min(), y.min())
         log_x = torch.log(x - shift + math.e)
         log_y = torch.log(y - shift + math.e)
-        ctx.save_for_backward(x, y, shift)
         return ((log_x - log_y) / log_y).abs()
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
+        x, y = inputs
+        if x.numel() == 0:
+            return
+        # the shift again (two reductions) rather than an extra output of forward
+        ctx.save_for_backward(x, y, torch.minimum(x.min(), y.min()))
 
     @staticmethod
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -41,13 +41,18 @@ class SigLog(torch.autograd.Function):
     """Autograd function behind :func:`siglog`; ``eps`` is read at call time."""
 
     eps = 1e-4
+    # forward and setup_context are separate so that torch.func transforms (vmap) apply
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, eps: float) -> torch.Tensor:
-        ctx.save_for_backward(x)
+    def forward(x: torch.Tensor, eps: float) -> torch.Tensor:
         # e and eps are added one after the other in x's dtype, as the reference does; adding
         # e + eps as one constant differs by one ulp at 0 in float32 (3.6836e-5, not 3.6716e-5).
         return _apply_sign(x, x.abs().add_(math.e).add_(eps).log_().sub_(1.0))
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
+        ctx.save_for_backward(inputs[0])
 
     @staticmethod
     @once_differentiable  # a surrogate: there is no second derivative to take
@@ -103,18 +108,19 @@ class SigLogParametric(torch.autograd.Function):
     alpha = 1.0 / math.e
     smoothing = 0.001
     smooth_grad = False
+    generate_vmap_rule = True
 
     @staticmethod
     def forward(
-        ctx: Any,
-        x: torch.Tensor,
-        alpha: torch.Tensor,
-        smoothing: torch.Tensor,
-        smooth_grad: bool,
+        x: torch.Tensor, alpha: torch.Tensor, smoothing: torch.Tensor, smooth_grad: bool
     ) -> torch.Tensor:
+        return _siglog_parametric_value(x, math.e * alpha)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
+        x, alpha, smoothing, smooth_grad = inputs
         ctx.save_for_backward(x, alpha, smoothing)
         ctx.smooth_grad = smooth_grad
-        return _siglog_parametric_value(x, math.e * alpha)
 
     @staticmethod
     @once_differentiable  # central differences: not meant to be differentiated again

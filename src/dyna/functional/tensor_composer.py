@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 from torch import library as op_registry
+from torch.autograd.function import once_differentiable
 
 from dyna.functional.gradient_normalization import _default_eps, backward_gradient_normalization
 from dyna.functional.siglog import _apply_sign, _siglog_eps, siglog
@@ -125,6 +126,14 @@ class _OrientedValue(torch.autograd.Function):
     def forward(ctx: Any, v: torch.Tensor, eps: float, bgn_eps: float) -> torch.Tensor:
         rank, _, _, batch, n = v.shape
         value_re, value_im, orient_re, orient_im = _oriented_parts(v)
+        if torch.compiler.is_compiling() or torch.compiler.is_exporting():
+            # Traced: torch.export records autograd and rejects out= arithmetic on tensors
+            # that require grad; the plain ops are what the compiler fuses anyway.
+            inverse_norm = (orient_re * orient_re + orient_im * orient_im + eps).rsqrt()
+            out = (value_re * orient_re + value_im * orient_im) * inverse_norm
+            ctx.save_for_backward(v, inverse_norm, out)
+            ctx.bgn_eps = bgn_eps
+            return out
         inverse_norm = torch.mul(orient_re, orient_re, out=v.new_empty(batch, rank, n))
         inverse_norm.addcmul_(orient_im, orient_im).add_(eps).rsqrt_()
         out = torch.mul(value_re, orient_re, out=v.new_empty(batch, rank, n))
@@ -134,6 +143,7 @@ class _OrientedValue(torch.autograd.Function):
         return out
 
     @staticmethod
+    @once_differentiable  # in-place and out= arithmetic; BGN has no useful second derivative
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         v, inverse_norm, out = ctx.saved_tensors
         value_re, value_im, orient_re, orient_im = _oriented_parts(v)
@@ -293,6 +303,7 @@ class _Stabilize(torch.autograd.Function):
         return z * scale
 
     @staticmethod
+    @once_differentiable  # in-place arithmetic on saved tensors; a surrogate inside
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, sigmoid, gate, value, z, scale = ctx.saved_tensors
         dims = tuple(range(1, grad.dim()))
@@ -420,6 +431,9 @@ class _DecorrelateMix(torch.autograd.Function):
         return out
 
     @staticmethod
+    # The second derivative through this hand-written backward would silently be wrong (the
+    # straight-through penalty and BGN are not differentiated): refuse it instead.
+    @once_differentiable
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         raw, mixing, filters, gram = ctx.saved_tensors
         repulsion, penalty_strength, bgn_eps = ctx.constants

@@ -213,7 +213,8 @@ class DynamicConv2DBase(nn.Module):
             )
         if batch_dim is None:
             batch_dim = context.shape[0]
-        if isinstance(batch_dim, bool) or not isinstance(batch_dim, int):
+        # a SymInt when traced with a dynamic batch (torch.export, torch.compile)
+        if isinstance(batch_dim, bool) or not isinstance(batch_dim, (int, torch.SymInt)):
             raise TypeError(f"batch_dim must be an int or None, got {type(batch_dim).__name__}")
         if batch_dim < 1:
             raise ValueError(f"batch_dim must be greater than or equal to 1, got {batch_dim}")
@@ -247,6 +248,15 @@ class DynamicConv2DBase(nn.Module):
                 f"context.shape[0] must be equal to 1 or x.shape[0]; got "
                 f"context.shape[0]={context.shape[0]} and x.shape[0]={x.shape[0]}"
             )
+        if not self.transpose:
+            left, right, top, bottom = self.padding
+            padded = (x.shape[2] + top + bottom, x.shape[3] + left + right)
+            reach = [d * (k - 1) + 1 for d, k in zip(self.dilation, self.kernel_size, strict=True)]
+            if padded[0] < reach[0] or padded[1] < reach[1]:
+                raise ValueError(
+                    f"x is too small: its padded size {padded} is smaller than the dilated "
+                    f"kernel {tuple(reach)}"
+                )
 
     def _convolve(
         self,

@@ -313,6 +313,15 @@ class Conv2dCNU(CNUs):
                 f"got {tuple(x.shape)}"
             )
         b, c, h, w = x.shape
+        # conv2d would fail deep inside torch; _pad is what any padding mode adds
+        left, right, top, bottom = self._pad
+        padded = (h + top + bottom, w + left + right)
+        reach = [d * (k - 1) + 1 for d, k in zip(self.dilation, self.kernel_size, strict=True)]
+        if padded[0] < reach[0] or padded[1] < reach[1]:
+            raise ValueError(
+                f"x is too small: its padded size {padded} is smaller than the dilated kernel "
+                f"{tuple(reach)}"
+            )
         weights = self.compute_weights(x).reshape(b, self.out_channels, -1)
         bias = None
         if self.bias:

@@ -169,6 +169,8 @@ def accuracy_per_distribution(
         raise TypeError(f"num_distributions must be an int, got {type(num_distributions).__name__}")
     if num_distributions < 1:
         raise ValueError(f"num_distributions must be >= 1, got {num_distributions}")
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
     correct = (predictions == targets).to(dtype)
     hits = correct.new_zeros(num_distributions).index_add_(0, distributions, correct)
     counts = correct.new_zeros(num_distributions).index_add_(
