@@ -3,7 +3,12 @@
 import pytest
 import torch
 
-from dyna.data.digits import digits_csv_path, load_digits_split, load_digits_tensors, stratified_split
+from dyna.data.digits import (
+    digits_csv_path,
+    load_digits_split,
+    load_digits_tensors,
+    stratified_split,
+)
 from dyna.data.split import DataError, Split, holdout
 
 

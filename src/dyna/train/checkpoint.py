@@ -132,7 +132,13 @@ def unflatten_optimizer(tensors: Mapping[str, torch.Tensor], rest: Mapping[str, 
             continue
         _, parameter, key = name.split(".", 2)
         state.setdefault(int(parameter), {})[key] = tensor
-    return {"state": state, "param_groups": rest["param_groups"]}
+    # JSON turns tuples (AdamW's betas) into lists; torch's own state dicts hold tuples.
+    groups = [
+        {key: tuple(value) if isinstance(value, list) and key != "params" else value
+         for key, value in group.items()}
+        for group in rest["param_groups"]
+    ]  # fmt: skip
+    return {"state": state, "param_groups": groups}
 
 
 def checkpoint_name(step: int) -> str:

@@ -12,13 +12,23 @@ batches it has consumed and continues with exactly the same ones.
 
 from __future__ import annotations
 
+import hashlib
+
 import torch
 
 from dyna.functional._checks import check_int
 
-# Seeds are combined with the epoch as seed * 2**32 + epoch: distinct (seed, epoch) pairs give
-# distinct generator seeds below 2**63.
 MAX_SEED = 2**31 - 1
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The generator seed of (seed, epoch): 32 bits of sha256("seed:epoch").
+
+    torch's CPU generator (mt19937) keeps only the low 32 bits of its seed, so arithmetic such
+    as ``seed * 2**32 + epoch`` would ignore ``seed``; a hash mixes both into those bits.
+    """
+    digest = hashlib.sha256(f"{seed}:{epoch}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
 
 
 class GlobalBatchSampler:
@@ -78,7 +88,7 @@ class GlobalBatchSampler:
         epoch = check_int("epoch", epoch, minimum=0)
         if not self.shuffle:
             return torch.arange(self.num_samples)
-        generator = torch.Generator().manual_seed(self.seed * 2**32 + epoch)
+        generator = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
         return torch.randperm(self.num_samples, generator=generator)
 
     def epoch(self, epoch: int, start: int = 0) -> list[tuple[torch.Tensor, int]]:
