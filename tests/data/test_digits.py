@@ -51,7 +51,7 @@ def test_bad_fraction_is_rejected(fraction):
 def test_unreadable_digits_file_names_the_file(tmp_path):
     path = tmp_path / "digits.csv.gz"
     path.write_bytes(b"not gzip")
-    with pytest.raises(DataError, match="digits.csv.gz"):
+    with pytest.raises(DataError, match=r"digits\.csv\.gz"):
         load_digits_tensors(path)
     assert digits_csv_path().name == "digits.csv.gz"
 

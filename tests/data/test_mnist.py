@@ -58,11 +58,11 @@ def test_read_idx_hand_made_bytes(tmp_path):
 
 
 def test_missing_folder_and_missing_file_name_the_fix(tmp_path):
-    with pytest.raises(DataError, match="does not exist.*--data"):
+    with pytest.raises(DataError, match=r"does not exist.*--data"):
         load_mnist(tmp_path / "nowhere")
     _write_folder(tmp_path, gz=True)
     (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()
-    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte.*missing"):
+    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte.*missing"):
         load_mnist(tmp_path)
 
 

@@ -71,7 +71,7 @@ def test_corruption_and_mismatch_are_clear_errors(tmp_path):
     data = bytearray(tensor_path.read_bytes())
     data[-1] ^= 0xFF
     tensor_path.write_bytes(bytes(data))
-    with pytest.raises(CheckpointError, match="corrupt.*sha256"):
+    with pytest.raises(CheckpointError, match=r"corrupt.*sha256"):
         load_checkpoint(path)
     tensor_path.unlink()
     with pytest.raises(CheckpointError, match="missing"):
@@ -94,7 +94,7 @@ def test_full_disk_removes_the_temporary_file_and_says_so(tmp_path, monkeypatch)
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(ckpt.os, "fsync", no_space)
-    with pytest.raises(DiskFullError, match="no space left to write .*free disk space"):
+    with pytest.raises(DiskFullError, match=r"no space left to write .*free disk space"):
         save_checkpoint(tmp_path, 3, {"model.w": torch.ones(2)}, {"experiment": "x"})
     assert os.listdir(tmp_path) == []
     with pytest.raises(DiskFullError):
