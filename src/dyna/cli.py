@@ -31,7 +31,14 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (exit code 2) instead of the usage block."""
+    """argparse with one-line errors (exit code 2) instead of the usage block.
+
+    Abbreviated options are refused: ``--epoch 3`` is a typo, not ``--epochs 3``.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see `{self.prog} --help`)")
@@ -298,6 +305,7 @@ def _saved_config(out: Path) -> dict[str, Any] | None:
 
 def _train(arguments: argparse.Namespace) -> int:
     from dyna.experiments import ConfigError
+    from dyna.train.distributed import resolve_device
     from dyna.train.trainer import TrainConfig, config_differences, train
 
     experiment = _experiment(arguments.experiment)
@@ -357,6 +365,10 @@ def _train(arguments: argparse.Namespace) -> int:
         data=str(Path(data).resolve()) if data is not None else None,
         **values,
     )
+    try:
+        resolve_device(config.device)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     if saved is not None:
         differences = config_differences(saved, config.to_json())
         if differences:
@@ -494,7 +506,11 @@ def _eval(arguments: argparse.Namespace) -> int:
         raise CheckpointMismatch(
             f"checkpoint {sidecar} has a configuration this dyna cannot use ({error})"
         ) from None
-    context = distributed.Context(device=distributed.resolve_device(arguments.device))
+    try:
+        device = distributed.resolve_device(arguments.device)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    context = distributed.Context(device=device)
     dataset, model = build(experiment, config)
     state = {name[6:]: t for name, t in tensors.items() if name.startswith("model.")}
     try:
