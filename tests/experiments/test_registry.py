@@ -51,7 +51,7 @@ def test_resolve_params_names_unknown_keys_and_the_fix():
 def test_registry_lookup_and_registration_errors():
     names = {experiment.name for experiment in experiments()}
     assert REQUIRED <= names
-    with pytest.raises(ConfigError, match="unknown experiment 'horn-cifar'.*dyna list"):
+    with pytest.raises(ConfigError, match=r"unknown experiment 'horn-cifar'.*dyna list"):
         get_experiment("horn-cifar")
     with pytest.raises(ValueError, match="already registered"):
         register(get_experiment("horn-digits"))
