@@ -91,6 +91,12 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _schedule(text: str) -> str:
+    if text not in ("constant", "cosine"):
+        raise argparse.ArgumentTypeError(f"expected constant or cosine, got {text!r}")
+    return text
+
+
 def _assignment(text: str) -> tuple[str, str]:
     key, separator, value = text.partition("=")
     if not separator or not key.strip():
@@ -119,6 +125,7 @@ TRAIN_OPTIONS = (
         _non_negative_int,
         "torch intra-op threads (0: torch's default)",
     ),
+    ("--schedule", "schedule", _schedule, "learning-rate schedule: constant or cosine (per step)"),
 )
 
 
@@ -152,7 +159,7 @@ def _parser() -> _Parser:
             dest=attribute,
             type=kind,
             default=None,
-            metavar="N" if kind in (_positive_int, _non_negative_int) else "X",
+            metavar={_positive_int: "N", _non_negative_int: "N", _schedule: "NAME"}.get(kind, "X"),
             help=f"{text} (default: the experiment's)",
         )
     train.add_argument(
@@ -251,6 +258,7 @@ def _list(arguments: argparse.Namespace) -> int:
             print(f"    --checkpoint-every {defaults.checkpoint_every}")
             print(f"    --log-every {defaults.log_every}")
             print(f"    --threads {defaults.threads}")
+            print(f"    --schedule {defaults.schedule}")
         print("  hyper-parameters (--set KEY=VALUE):")
         for key, param in experiment.params.items():
             default = param.default
@@ -339,6 +347,7 @@ def _train(arguments: argparse.Namespace) -> int:
         "checkpoint_every": experiment.defaults.checkpoint_every,
         "log_every": experiment.defaults.log_every,
         "threads": experiment.defaults.threads,
+        "schedule": experiment.defaults.schedule,
     }
     if saved is not None:
         # Resume: what the command line leaves out comes from the checkpoint.

@@ -4,6 +4,7 @@ The subprocess tests run the real ``dyna`` command on a tiny configuration of ho
 """
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -18,7 +19,7 @@ from safetensors.torch import load_file
 from dyna.cli import main
 from dyna.experiments import get_experiment
 from dyna.train import trainer as trainer_module
-from dyna.train.trainer import TrainConfig, config_differences
+from dyna.train.trainer import TrainConfig, config_differences, learning_rate
 
 TINY = ["--set", "n_hidden=8", "--batch-size", "16", "--log-every", "3", "--quiet"]
 RESULT_FILES = ("model.safetensors", "metrics/steps.csv", "metrics/epochs.csv")
@@ -103,14 +104,33 @@ def test_resume_options_must_match_the_checkpoint(tmp_path, capsys):
 
 
 def test_config_differences_ignore_device_and_data():
-    experiment = get_experiment("horn-digits")
-    params = experiment.resolve_params({})
-    base = TrainConfig("horn-digits", 1, 16, 0.1, 0.0, 0, 100, 0, 1, 1, params)
-    moved = TrainConfig("horn-digits", 1, 16, 0.1, 0.0, 0, 100, 0, 1, 1, params, "cuda", "/d")
+    params = get_experiment("horn-digits").resolve_params({})
+    common = {"experiment": "horn-digits", "epochs": 1, "batch_size": 16, "lr": 0.1,
+              "weight_decay": 0.0, "seed": 0, "eval_batch_size": 100, "checkpoint_every": 0,
+              "log_every": 1}  # fmt: skip
+    base = TrainConfig(**common, params=params)
+    moved = TrainConfig(**common, params=params, device="cuda", data="/d")
     assert config_differences(base.to_json(), moved.to_json()) == []
-    other = dict(params, n_hidden=9)
-    changed = TrainConfig("horn-digits", 1, 16, 0.1, 0.0, 0, 100, 0, 1, 1, other)
-    assert config_differences(base.to_json(), changed.to_json()) == ["--set n_hidden: 64 -> 9"]
+    changed = TrainConfig(**common, params=dict(params, n_hidden=9), schedule="cosine")
+    assert config_differences(base.to_json(), changed.to_json()) == [
+        "--set n_hidden: 64 -> 9",
+        "schedule: 'constant' -> 'cosine'",
+    ]
+
+
+def test_cosine_schedule_is_a_pure_function_of_the_step(tmp_path):
+    config = TrainConfig("horn-digits", 1, 16, 0.1, 0.0, 0, 100, 0, 1, schedule="cosine")
+    assert learning_rate(config, 0, 10) == 0.1
+    assert learning_rate(config, 5, 10) == pytest.approx(0.05)
+    assert learning_rate(config, 10, 10) == pytest.approx(0.0)
+    out = tmp_path / "run"
+    assert main(["train", "--epochs", "1", *TINY, "--out", str(out)]) == 0
+    rates = [
+        float(line.split(",")[-1])
+        for line in (out / "metrics" / "steps.csv").read_text().splitlines()[1:]
+    ]
+    expected = [0.02 * 0.5 * (1 + math.cos(math.pi * step / 90)) for step in range(90)]
+    assert rates == pytest.approx(expected, rel=1e-12)
 
 
 def _dyna(*arguments: str) -> list[str]:

@@ -81,7 +81,9 @@ register(
         },
         data=digits_images,
         model=dynamic_conv_model,
-        defaults=TrainingDefaults(epochs=15, batch_size=32, lr=0.01, checkpoint_every=0, threads=1),
+        defaults=TrainingDefaults(
+            epochs=15, batch_size=32, lr=0.01, checkpoint_every=0, threads=1, schedule="cosine"
+        ),
     )
 )
 

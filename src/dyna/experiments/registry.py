@@ -156,6 +156,8 @@ class TrainingDefaults:
     # torch intra-op threads (0: torch's default). HORN and the recurrent baselines run many
     # small ops per step; on a busy 2-core machine one thread was 10-20x faster than two.
     threads: int = 0
+    # Learning-rate schedule: "constant" or "cosine" (per step, from lr down to 0 at the end).
+    schedule: str = "constant"
 
 
 # Builders receive the resolved hyper-parameters (``--set`` keys and defaults).

@@ -171,7 +171,9 @@ DIGITS_HORN = horn_params(64, alpha=0.5, omega=2 * math.pi / 8, gamma=0.1)
 # sMNIST: the reference script's recipe (n = 32, h = 1, α = 0.04, ω = 0.224, γ = 0.01).
 SMNIST_HORN = horn_params(32, alpha=0.04, omega=0.224, gamma=0.01)
 
-DIGITS_TRAINING = TrainingDefaults(epochs=30, batch_size=32, lr=0.02, checkpoint_every=0, threads=1)
+DIGITS_TRAINING = TrainingDefaults(
+    epochs=30, batch_size=32, lr=0.02, checkpoint_every=0, threads=1, schedule="cosine"
+)
 SMNIST_TRAINING = TrainingDefaults(
     epochs=10, batch_size=64, seed=1, lr=0.01, checkpoint_every=50, threads=1
 )
@@ -193,7 +195,7 @@ def _declare(model: str, data: str) -> Experiment:
     label = "HORN" if model == "horn" else f"{model.upper()} baseline"
     if model != "horn" and data == "digits":
         training = TrainingDefaults(
-            epochs=30, batch_size=32, lr=0.01, checkpoint_every=0, threads=1
+            epochs=30, batch_size=32, lr=0.01, checkpoint_every=0, threads=1, schedule="cosine"
         )
     return register(
         Experiment(

@@ -16,6 +16,7 @@ gives exactly the single-process mean-loss gradient.
 
 from __future__ import annotations
 
+import math
 import signal
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -69,6 +70,7 @@ class TrainConfig:
     checkpoint_every: int
     log_every: int
     threads: int = 0
+    schedule: str = "constant"
     params: dict[str, Any] = field(default_factory=dict)
     device: str = "auto"
     data: str | None = None
@@ -112,6 +114,17 @@ class Position:
     best_val_accuracy: float | None = None
     best_epoch: int | None = None
     test_at_best: float | None = None
+
+
+SCHEDULES = ("constant", "cosine")
+
+
+def learning_rate(config: TrainConfig, step: int, total_steps: int) -> float:
+    """The learning rate of step ``step`` (0-based): a pure function of the step, so a resumed
+    run needs no scheduler state. ``cosine``: lr * (1 + cos(pi * step / total)) / 2."""
+    if config.schedule == "constant":
+        return config.lr
+    return config.lr * 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
 
 
 class _Interrupt:
@@ -315,6 +328,11 @@ def _train(experiment, config, out, context, resume, quiet, live, tensorboard):
         world_size=context.world_size,
     )
     pending: list[tuple[torch.Tensor, dict[str, int]]] = []
+    if config.schedule not in SCHEDULES:
+        raise ConfigError(
+            f"schedule must be one of {', '.join(SCHEDULES)}, got {config.schedule!r}"
+        )
+    total_steps = config.epochs * len(sampler)
 
     def flush() -> None:
         """Turn the pending per-step sums into rows: one host sync per log interval."""
@@ -334,7 +352,6 @@ def _train(experiment, config, out, context, resume, quiet, live, tensorboard):
                     **where,
                     "loss": loss_sum / count,
                     "accuracy": correct / count,
-                    "lr": optimizer.param_groups[0]["lr"],
                 }
             )
         pending.clear()
@@ -384,6 +401,9 @@ def _train(experiment, config, out, context, resume, quiet, live, tensorboard):
                 inputs, labels = train_split.inputs[indices], train_split.labels[indices]
                 logits = network(inputs).float()
                 loss_sum = F.cross_entropy(logits, labels, reduction="sum")
+                rate = learning_rate(config, position.step, total_steps)
+                for group in optimizer.param_groups:
+                    group["lr"] = rate
                 optimizer.zero_grad(set_to_none=True)
                 (loss_sum * (context.world_size / global_count)).backward()
                 optimizer.step()
@@ -398,6 +418,7 @@ def _train(experiment, config, out, context, resume, quiet, live, tensorboard):
                     "epoch": epoch + 1,
                     "batch": position.batch,
                     "samples": position.samples,
+                    "lr": rate,
                 }
                 pending.append((sums, where))
                 if position.step % config.log_every == 0:
