@@ -151,37 +151,26 @@ SLOW_RUN = ["train", "horn-digits", "--epochs", "2", "--batch-size", "16", "--lo
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory) -> Path:
-    """SLOW_RUN without interruption: the reference of the kill tests."""
+    """SLOW_RUN without interruption (in this process): the reference of the kill test."""
     out = tmp_path_factory.mktemp("whole") / "run"
-    subprocess.run(_dyna(*SLOW_RUN, "--out", str(out)), check=True, timeout=600)
+    threads = torch.get_num_threads()
+    try:
+        assert main([*SLOW_RUN, "--out", str(out)]) == 0
+    finally:
+        torch.set_num_threads(threads)
     return out
 
 
 @pytest.mark.slow
-def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path, uninterrupted):
-    out = tmp_path / "killed"
-    process = subprocess.Popen(_dyna(*SLOW_RUN, "--out", str(out)))
-    try:
-        # Kill as soon as the second mid-epoch checkpoint exists (90 steps per epoch).
-        _wait_for(lambda: (out / "checkpoints" / "step-00000020.json").exists(), process)
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == -signal.SIGKILL
-    assert not (out / "model.safetensors").exists()
-    subprocess.run(_dyna(*SLOW_RUN, "--out", str(out), "--resume"), check=True, timeout=600)
-    _same_results(uninterrupted, out)
-
-
-@pytest.mark.slow
-def test_sigint_writes_a_checkpoint_and_exits_130_then_resumes_exactly(tmp_path, uninterrupted):
+def test_sigint_then_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(
+    tmp_path, uninterrupted
+):
     out = tmp_path / "interrupted"
+    steps = out / "metrics" / "steps.csv"
+    # 1. SIGINT after a few logged steps: a checkpoint at that step, exit code 130.
     process = subprocess.Popen(
         _dyna(*SLOW_RUN, "--out", str(out)), stderr=subprocess.PIPE, text=True
     )
-    steps = out / "metrics" / "steps.csv"
     try:
         _wait_for(lambda: steps.exists() and len(steps.read_text().splitlines()) > 13, process)
         process.send_signal(signal.SIGINT)
@@ -191,9 +180,21 @@ def test_sigint_writes_a_checkpoint_and_exits_130_then_resumes_exactly(tmp_path,
             process.kill()
     assert process.returncode == 130
     assert "checkpoint written" in err and "--resume" in err
-    # The interrupted step got its own checkpoint (not a multiple of --checkpoint-every).
-    assert list((out / "checkpoints").glob("step-*.json"))
+    (interrupted_at,) = (out / "checkpoints").glob("step-*.json")
     assert not list(out.rglob(".tmp-*"))
+    # 2. Resume, and SIGKILL as soon as a later checkpoint exists (90 steps per epoch).
+    later = int(interrupted_at.stem.split("-")[1]) // 10 * 10 + 20
+    process = subprocess.Popen(_dyna(*SLOW_RUN, "--out", str(out), "--resume"))
+    try:
+        _wait_for(lambda: (out / "checkpoints" / f"step-{later:08d}.json").exists(), process)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == -signal.SIGKILL
+    assert not (out / "model.safetensors").exists()
+    # 3. Resume to the end: the same weights and metrics files as the uninterrupted run.
     subprocess.run(_dyna(*SLOW_RUN, "--out", str(out), "--resume"), check=True, timeout=600)
     _same_results(uninterrupted, out)
 
@@ -202,7 +203,7 @@ def test_sigint_writes_a_checkpoint_and_exits_130_then_resumes_exactly(tmp_path,
 def test_two_processes_give_the_weights_of_one_with_the_same_global_batch(tmp_path):
     run = ["train", "horn-digits", "--epochs", "1", "--batch-size", "64", "--set", "n_hidden=8",
            "--quiet", "--device", "cpu", "--threads", "1"]  # fmt: skip
-    subprocess.run(_dyna(*run, "--out", str(tmp_path / "one")), check=True, timeout=600)
+    assert main([*run, "--out", str(tmp_path / "one")]) == 0
     environment = dict(os.environ, OMP_NUM_THREADS="1")
     torchrun = [
         sys.executable,
