@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import importlib.util
 import io
 import shutil
@@ -326,7 +327,8 @@ def _train(arguments: argparse.Namespace) -> int:
     saved = _saved_config(out) if arguments.resume else None
     if arguments.resume and saved is None:
         raise UsageError(
-            f"--resume: no checkpoint in {out / 'checkpoints'}: start without --resume"
+            f"--resume: no checkpoint in {out / 'checkpoints'}: start without --resume "
+            f"(with --overwrite if {out} holds a run that stopped before its first checkpoint)"
         )
     try:
         params = experiment.resolve_params(assignments)
@@ -697,6 +699,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         _fail(error)
         return EXIT_FAILURE
     except OSError as error:
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            _fail(f"no space left to write {error.filename or 'a file'}: free disk space or "
+                  f"choose another --out")  # fmt: skip
+            return EXIT_FAILURE
         _fail(
             f"{error.strerror or error} ({error.filename or 'file'}): "
             "check the path and permissions"
