@@ -186,7 +186,7 @@ def test_continual_stream_runs_and_rejects_what_does_not_apply(capsys, tmp_path)
 
 
 def test_bench_prints_one_table_of_ratios(capsys, tmp_path):
-    assert main(["bench", "--only", "functional"]) == 0
+    assert main(["bench", "--only", "functional", "--threads", "1"]) == 0
     out = capsys.readouterr().out
     assert "ratio" in out and out.count("functional") >= 5
     assert "unknown benchmark" in _error(capsys, ["bench", "--only", "nope"])

@@ -235,6 +235,13 @@ def _parser() -> _Parser:
     bench.add_argument(
         "--benchmarks", metavar="DIR", help="the benchmarks/ folder (default: the repository's)"
     )
+    bench.add_argument(
+        "--threads",
+        type=_positive_int,
+        metavar="N",
+        help="torch intra-op threads for every script (default: torch's); on a busy machine "
+        "--threads 1 gives steadier ratios",
+    )
     bench.add_argument("--verbose", action="store_true", help="also print each script's output")
     return parser
 
@@ -649,6 +656,8 @@ def _bench(arguments: argparse.Namespace) -> int:
             module = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(module)
             argv = [] if arguments.full else BENCHMARKS[name]
+            if arguments.threads:
+                torch.set_num_threads(arguments.threads)
             print(f"running benchmarks/{name}.py {' '.join(argv)}", file=sys.stderr, flush=True)
             output = io.StringIO()
             with contextlib.redirect_stdout(sys.stdout if arguments.verbose else output):
