@@ -78,6 +78,7 @@ def test_usage_errors_are_one_line_with_exit_code_2(capsys, tmp_path):
     assert "positive integer" in _error(capsys, ["train", "--epochs", "0", *out])
     assert "positive" in _error(capsys, ["train", "--lr", "-1", *out])
     assert "invalid choice" in _error(capsys, ["frobnicate"])
+    assert "required: COMMAND" in _error(capsys, [])
     assert "--device" in _error(capsys, ["train", "--device", "tpu", "--epochs", "1", *TINY, *out])
     assert not (tmp_path / "r" / "checkpoints").exists()
 

@@ -250,7 +250,7 @@ def _parser() -> _Parser:
 
 
 def _list(arguments: argparse.Namespace) -> int:
-    from dyna.experiments import experiments, get_experiment
+    from dyna.experiments import experiments
 
     if arguments.experiment:
         experiment = _experiment(arguments.experiment)
@@ -274,7 +274,6 @@ def _list(arguments: argparse.Namespace) -> int:
                 default = ",".join(str(item) for item in default)
             print(f"    {key}={default}  [{param.describe()}]  {param.help}")
         return 0
-    del get_experiment
     rows = []
     for experiment in experiments():
         if experiment.kind == "supervised":
