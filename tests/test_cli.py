@@ -1,6 +1,7 @@
 """The ``dyna`` command: help, list, every bad-input path of train, eval, continual, bench."""
 
 import errno
+import importlib.util
 import json
 import subprocess
 import sys
@@ -80,6 +81,8 @@ def test_usage_errors_are_one_line_with_exit_code_2(capsys, tmp_path):
     assert "invalid choice" in _error(capsys, ["frobnicate"])
     assert "required: COMMAND" in _error(capsys, [])
     assert "--device" in _error(capsys, ["train", "--device", "tpu", "--epochs", "1", *TINY, *out])
+    if importlib.util.find_spec("tensorboard") is None:
+        assert "pip install tensorboard" in _error(capsys, ["train", "--tensorboard", *out])
     assert not (tmp_path / "r" / "checkpoints").exists()
 
 

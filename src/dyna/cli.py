@@ -386,6 +386,8 @@ def _train(arguments: argparse.Namespace) -> int:
         resolve_device(config.device)
     except ValueError as error:
         raise UsageError(str(error)) from None
+    if arguments.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise UsageError("--tensorboard needs the tensorboard package: pip install tensorboard")
     if saved is not None:
         differences = config_differences(saved, config.to_json())
         if differences:

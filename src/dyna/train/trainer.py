@@ -511,7 +511,8 @@ def finish(experiment, config, out, model, dataset, position, context, display) 
             plot_traces(
                 positions[:, : min(6, positions.shape[1])],
                 files["traces"],
-                title=f"{experiment.name}: x(t) of 6 oscillators, first test input",
+                title=f"{experiment.name}: x(t) of {min(6, positions.shape[1])} oscillators, "
+                f"first test input",
             )
     except ImportError:
         display.message("plots skipped: matplotlib is not installed (pip install matplotlib)")
