@@ -119,7 +119,12 @@ TRAIN_OPTIONS = (
         _non_negative_int,
         "also checkpoint every N steps (0: at epoch ends only)",
     ),
-    ("--log-every", "log_every", _positive_int, "write a metrics row every N steps"),
+    (
+        "--log-every",
+        "log_every",
+        _positive_int,
+        "write the per-step metrics rows every N steps (one host sync per write)",
+    ),
     (
         "--threads",
         "threads",
@@ -160,7 +165,9 @@ def _parser() -> _Parser:
             dest=attribute,
             type=kind,
             default=None,
-            metavar={_positive_int: "N", _non_negative_int: "N", _schedule: "NAME"}.get(kind, "X"),
+            metavar={_positive_int: "N", _non_negative_int: "N", _seed: "N", _schedule: "NAME"}.get(
+                kind, "X"
+            ),
             help=f"{text} (default: the experiment's)",
         )
     train.add_argument(

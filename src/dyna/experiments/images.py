@@ -90,7 +90,7 @@ register(
 register(
     Experiment(
         name="dynconv-mnist",
-        description="CNN with a dynamic (Möbius) convolution on MNIST images (--data)",
+        description="CNN with a dynamic (Möbius) convolution on MNIST images",
         params={
             **_model_params((16, 32), pool=True),
             "train_samples": Param(0, "use only the first N training images (0: all)", minimum=0),
