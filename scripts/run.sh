@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Set up DyNA and run the main job: a tiny model trained end to end on generated data.
+# Set up DyNA and run the main job: `dyna train` with the default experiment (horn-digits, a
+# HORN network reading scikit-learn's 8x8 digits pixel by pixel), into runs/horn-digits.
+# Extra arguments go to `dyna train`, e.g. `bash scripts/run.sh --epochs 5`. Idempotent: an
+# existing run folder is started over.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-"${DYNA_VENV:-.venv}/bin/python" examples/tiny_regression.py "$@"
+"${DYNA_VENV:-.venv}/bin/dyna" train horn-digits --out runs/horn-digits --overwrite "$@"

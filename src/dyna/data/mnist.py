@@ -1,0 +1,113 @@
+"""A reader for a standard MNIST folder: the four IDX files, gzipped or not.
+
+IDX (LeCun's format) is big-endian: a magic number ``0x00000801`` (unsigned bytes, one
+dimension: labels) or ``0x00000803`` (unsigned bytes, three dimensions: images), the size of
+each dimension as a 32-bit integer, then the bytes. The folder holds
+``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte`` and
+``t10k-labels-idx1-ubyte``, each optionally with a ``.gz`` suffix. Every check fails with a
+:class:`~dyna.data.split.DataError` naming the file and how to fix it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+import zlib
+from pathlib import Path
+
+import torch
+
+from dyna.data.split import DataError, Split
+
+FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+# Magic number -> number of dimensions, for unsigned-byte data (type code 0x08).
+_MAGIC = {0x00000801: 1, 0x00000803: 3}
+_FIX = "point --data at a folder with the four standard MNIST IDX files (gzipped or not)"
+
+
+def find_idx_file(folder: str | Path, name: str) -> Path:
+    """The path of IDX file ``name`` in ``folder``, plain or ``.gz`` (plain preferred)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"MNIST folder {folder} does not exist or is not a folder: {_FIX}")
+    for candidate in (folder / name, folder / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    raise DataError(f"MNIST file {name}[.gz] is missing from {folder}: {_FIX}")
+
+
+def read_idx(path: str | Path) -> torch.Tensor:
+    """Read one unsigned-byte IDX file (``.gz`` is decompressed) into a uint8 tensor.
+
+    Raises:
+        DataError: the file cannot be read, its magic number is not an unsigned-byte IDX one,
+            or its size does not match its header.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+        if path.suffix == ".gz":
+            raw = gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as error:
+        raise DataError(f"cannot read MNIST file {path} ({error}): {_FIX}") from None
+    if len(raw) < 4:
+        raise DataError(f"MNIST file {path} is truncated (no IDX header): {_FIX}")
+    (magic,) = struct.unpack(">I", raw[:4])
+    if magic not in _MAGIC:
+        raise DataError(
+            f"MNIST file {path} has magic number {magic:#010x}, expected 0x00000801 (labels) "
+            f"or 0x00000803 (images): is it an IDX file? {_FIX}"
+        )
+    dims = _MAGIC[magic]
+    header = 4 + 4 * dims
+    if len(raw) < header:
+        raise DataError(f"MNIST file {path} is truncated inside its header: {_FIX}")
+    shape = struct.unpack(f">{dims}I", raw[4:header])
+    expected = header + int(torch.tensor(shape).prod())
+    if len(raw) != expected:
+        raise DataError(
+            f"MNIST file {path} holds {len(raw)} bytes but its header {shape} needs {expected}: "
+            f"the file is truncated or corrupt, {_FIX}"
+        )
+    if expected == header:
+        return torch.empty(shape, dtype=torch.uint8)
+    # bytearray: frombuffer needs a writable buffer to hand out a tensor that owns its data.
+    return torch.frombuffer(bytearray(raw[header:]), dtype=torch.uint8).reshape(shape)
+
+
+def load_mnist_split(folder: str | Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images (N, H, W) uint8 and labels (N,) int64 of ``split`` (``"train"`` or ``"test"``)."""
+    if split not in FILES:
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    image_name, label_name = FILES[split]
+    image_path = find_idx_file(folder, image_name)
+    label_path = find_idx_file(folder, label_name)
+    images = read_idx(image_path)
+    labels = read_idx(label_path)
+    if images.dim() != 3:
+        raise DataError(f"MNIST file {image_path} must hold images (3 dimensions): {_FIX}")
+    if labels.dim() != 1:
+        raise DataError(f"MNIST file {label_path} must hold labels (1 dimension): {_FIX}")
+    if images.shape[0] != labels.shape[0]:
+        raise DataError(
+            f"MNIST files {image_path.name} and {label_path.name} disagree: "
+            f"{images.shape[0]} images but {labels.shape[0]} labels: {_FIX}"
+        )
+    if labels.numel() and int(labels.max()) > 9:
+        raise DataError(f"MNIST file {label_path} has labels above 9: {_FIX}")
+    return images, labels.long()
+
+
+def load_mnist(folder: str | Path) -> tuple[Split, Split]:
+    """(train, test) :class:`Split` objects: images (N, 28, 28) float32 in [0, 1], labels.
+
+    Pixels are divided by 255 (no mean/std normalisation, the sMNIST recipe).
+    """
+    splits = []
+    for split in ("train", "test"):
+        images, labels = load_mnist_split(folder, split)
+        splits.append(Split(images.float().div_(255.0), labels))
+    return splits[0], splits[1]

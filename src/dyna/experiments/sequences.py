@@ -1,0 +1,215 @@
+"""Sequence classification: HORN and its RNN/GRU/LSTM baselines, pixel by pixel.
+
+Three data sets, each read one pixel per step (``n_input = 1``, pixels in [0, 1]):
+
+- ``digits``: scikit-learn's 8x8 digits, T = 64 (stratified 80/20 split, seed ``split_seed``).
+- ``smnist``: MNIST from a standard IDX folder (``--data``), T = 784; 1,000 training images
+  held out for validation (the reference script's recipe).
+- ``psmnist``: the same with one fixed permutation of the 784 steps (``randperm(784)`` of a
+  generator seeded with ``permutation_seed``), applied to every split.
+
+Every (model, data) pair is one experiment, e.g. ``horn-digits`` or ``lstm-psmnist``; the
+baselines use the same hidden size as HORN.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dyna.data.digits import load_digits_split
+from dyna.data.mnist import load_mnist
+from dyna.data.split import Split, holdout
+from dyna.experiments.registry import (
+    ConfigError,
+    Dataset,
+    Experiment,
+    Param,
+    TrainingDefaults,
+    register,
+)
+from dyna.models import RecurrentClassifier
+from dyna.module import HORNSeqNetwork
+
+MODELS = ("horn", "lstm", "gru", "rnn")
+DATA = ("digits", "smnist", "psmnist")
+SMNIST_STEPS = 784
+
+
+def _as_sequences(split: Split, order: torch.Tensor | None = None) -> Split:
+    """Images (N, H, W) as pixel sequences (N, H*W, 1), optionally in a permuted order."""
+    pixels = split.inputs.reshape(len(split), -1)
+    if order is not None:
+        pixels = pixels[:, order]
+    return Split(pixels.unsqueeze(-1).contiguous(), split.labels)
+
+
+def _limit(split: Split, count: int) -> Split:
+    """The first ``count`` samples (0: all) — for short runs."""
+    return split if count == 0 or count >= len(split) else split.subset(torch.arange(count))
+
+
+def digits_sequences(params: Mapping[str, Any], data_dir: Path | None) -> Dataset:
+    """The 8x8 digits as 64-step pixel sequences."""
+    train, test = load_digits_split(test_fraction=0.2, seed=params["split_seed"])
+    return Dataset(
+        _as_sequences(train),
+        _as_sequences(test),
+        10,
+        description="scikit-learn digits, 8x8 pixel by pixel (T = 64), stratified 80/20 split",
+    )
+
+
+def mnist_sequences(params: Mapping[str, Any], data_dir: Path | None) -> Dataset:
+    """MNIST as 784-step pixel sequences, with a validation hold-out and optional permutation."""
+    if data_dir is None:
+        raise ConfigError(
+            "this experiment reads MNIST: pass --data DIR, a folder with the four standard "
+            "MNIST IDX files (train-images-idx3-ubyte[.gz], ...)"
+        )
+    train, test = load_mnist(data_dir)
+    order = None
+    if params["permuted"]:
+        generator = torch.Generator().manual_seed(params["permutation_seed"])
+        order = torch.randperm(SMNIST_STEPS, generator=generator)
+    if train.inputs[0].numel() != SMNIST_STEPS:
+        raise ConfigError(
+            f"MNIST images in {data_dir} have {train.inputs[0].numel()} pixels, expected 784"
+        )
+    validation = None
+    if params["validation"] > 0:
+        if params["validation"] >= len(train):
+            raise ConfigError(
+                f"--set validation={params['validation']} must be smaller than the "
+                f"{len(train)} training images"
+            )
+        train, validation = holdout(train, params["validation"], params["split_seed"])
+        validation = _as_sequences(_limit(validation, params["test_samples"]), order)
+    train = _as_sequences(_limit(train, params["train_samples"]), order)
+    test = _as_sequences(_limit(test, params["test_samples"]), order)
+    kind = "permuted pixel by pixel" if order is not None else "pixel by pixel"
+    return Dataset(
+        train, test, 10, validation, description=f"MNIST from {data_dir}, {kind} (T = 784)"
+    )
+
+
+def horn_model(params: Mapping[str, Any], data: Dataset) -> HORNSeqNetwork:
+    """One HORN layer with a linear readout of x_T (or the time average)."""
+    return HORNSeqNetwork(
+        data.train.inputs.shape[-1],
+        params["n_hidden"],
+        data.num_classes,
+        alpha=params["alpha"],
+        omega=params["omega"],
+        gamma=params["gamma"],
+        dt=params["dt"],
+        batch_first=True,
+        paper=params["paper"],
+        readout=params["readout"],
+    )
+
+
+def recurrent_model(cell: str):
+    def build(params: Mapping[str, Any], data: Dataset) -> RecurrentClassifier:
+        return RecurrentClassifier(
+            data.train.inputs.shape[-1],
+            params["n_hidden"],
+            data.num_classes,
+            cell=cell,
+            num_layers=params["num_layers"],
+        )
+
+    build.__name__ = f"{cell}_model"
+    return build
+
+
+def horn_params(
+    n_hidden: int, alpha: float, omega: float, gamma: float, readout: str = "last"
+) -> dict[str, Param]:
+    return {
+        "n_hidden": Param(n_hidden, "oscillators n", minimum=1, maximum=65536),
+        "alpha": Param(alpha, "input gain α", minimum=0.0),
+        "omega": Param(omega, "natural angular frequency ω (rad per step)", minimum=0.0),
+        "gamma": Param(gamma, "damping γ", minimum=0.0),
+        "dt": Param(1.0, "integration step h", minimum=1e-6),
+        "paper": Param(True, "original HORN: recurrent scale 1/sqrt(n), nn.Linear initialisation"),
+        "readout": Param(
+            readout, "read x_T ('last') or its time average", choices=("last", "mean")
+        ),
+    }
+
+
+def baseline_params(n_hidden: int) -> dict[str, Param]:
+    return {
+        "n_hidden": Param(n_hidden, "recurrent units (HORN's n)", minimum=1, maximum=65536),
+        "num_layers": Param(1, "stacked recurrent layers", minimum=1, maximum=16),
+    }
+
+
+def digits_data_params() -> dict[str, Param]:
+    return {"split_seed": Param(0, "seed of the stratified train/test split", minimum=0)}
+
+
+def mnist_data_params(permuted: bool) -> dict[str, Param]:
+    return {
+        "validation": Param(1000, "training images held out for validation", minimum=0),
+        "split_seed": Param(1, "seed of the validation hold-out", minimum=0),
+        "permuted": Param(permuted, "apply one fixed permutation to the 784 steps"),
+        "permutation_seed": Param(1, "seed of the fixed permutation", minimum=0),
+        "train_samples": Param(0, "use only the first N training images (0: all)", minimum=0),
+        "test_samples": Param(0, "use only the first N test/validation images (0: all)", minimum=0),
+    }
+
+
+# Digits: tuned on this task (8 pixels per row, hence ω = 2π/8; a larger input gain than the
+# sMNIST recipe); reaches >= 90 % test accuracy in well under two minutes on two cores.
+DIGITS_HORN = horn_params(64, alpha=0.5, omega=2 * math.pi / 8, gamma=0.1)
+# sMNIST: the reference script's recipe (n = 32, h = 1, α = 0.04, ω = 0.224, γ = 0.01).
+SMNIST_HORN = horn_params(32, alpha=0.04, omega=0.224, gamma=0.01)
+
+DIGITS_TRAINING = TrainingDefaults(
+    epochs=30, batch_size=32, lr=0.02, checkpoint_every=0, threads=1, schedule="cosine"
+)
+SMNIST_TRAINING = TrainingDefaults(
+    epochs=10, batch_size=64, seed=1, lr=0.01, checkpoint_every=50, threads=1
+)
+
+
+def _declare(model: str, data: str) -> Experiment:
+    if data == "digits":
+        params = dict(DIGITS_HORN if model == "horn" else baseline_params(64))
+        params.update(digits_data_params())
+        training = DIGITS_TRAINING
+        data_builder = digits_sequences
+        what = "sklearn 8x8 digits pixel by pixel (T = 64)"
+    else:
+        params = dict(SMNIST_HORN if model == "horn" else baseline_params(32))
+        params.update(mnist_data_params(permuted=data == "psmnist"))
+        training = SMNIST_TRAINING
+        data_builder = mnist_sequences
+        what = ("permuted " if data == "psmnist" else "") + "MNIST pixel by pixel (T = 784)"
+    label = "HORN" if model == "horn" else f"{model.upper()} baseline"
+    if model != "horn" and data == "digits":
+        training = TrainingDefaults(
+            epochs=30, batch_size=32, lr=0.01, checkpoint_every=0, threads=1, schedule="cosine"
+        )
+    return register(
+        Experiment(
+            name=f"{model}-{data}",
+            description=f"{label} on {what}",
+            params=params,
+            data=data_builder,
+            model=horn_model if model == "horn" else recurrent_model(model),
+            defaults=training,
+            needs_data=data != "digits",
+        )
+    )
+
+
+for _model in MODELS:
+    for _data in DATA:
+        _declare(_model, _data)

@@ -1,0 +1,100 @@
+"""A small image classifier whose second convolution has kernels generated per image.
+
+conv3x3(1 -> c1) -> ReLU -> [2x2 max-pool] -> dynamic conv3x3(c1 -> c2) -> ReLU -> global
+average -> linear. The context that generates the dynamic kernels is a linear map (with tanh)
+of the globally averaged first-layer features, so each image gets kernels derived from its own
+content, the idea of DyNA's dynamic convolutions.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dyna.functional._checks import check_bool, check_choice, check_positive_int
+from dyna.module import DynamicConv2DDelta, DynamicConv2DMobius
+
+KINDS = ("mobius", "delta")
+
+
+class DynamicConvClassifier(nn.Module):
+    """Static convolution, then a dynamic one (Möbius or Delta composer), then a linear readout.
+
+    Args:
+        in_channels: image channels (default 1).
+        n_output: classes (default 10).
+        channels: (c1, c2) feature maps of the static and the dynamic convolution
+            (default (16, 32)).
+        context_length: size of the context vector that generates the kernels (default 16).
+        kind: ``"mobius"`` (default) or ``"delta"``: the composer of the dynamic convolution.
+        pool: 2x2 max-pool after the first convolution (default True; off for 8x8 images
+            keeps the resolution).
+        device, dtype: factory arguments (the dynamic convolution's weights use ``dtype``,
+            default the global default, instead of its own bfloat16 default).
+
+    Shape:
+        - input: (B, in_channels, H, W).
+        - Output: logits (B, n_output).
+
+    Example:
+        >>> model = DynamicConvClassifier(channels=(4, 8), context_length=4)
+        >>> model(torch.rand(2, 1, 8, 8)).shape
+        torch.Size([2, 10])
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        n_output: int = 10,
+        channels: tuple[int, int] = (16, 32),
+        context_length: int = 16,
+        kind: str = "mobius",
+        pool: bool = True,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        factory_kwargs = {"device": device, "dtype": dtype}
+        self.in_channels = check_positive_int("in_channels", in_channels)
+        self.n_output = check_positive_int("n_output", n_output)
+        if not isinstance(channels, (tuple, list)) or len(channels) != 2:
+            raise TypeError(f"channels must be a pair of ints, got {channels!r}")
+        self.channels = tuple(check_positive_int("channels", c) for c in channels)
+        self.context_length = check_positive_int("context_length", context_length)
+        self.kind = check_choice("kind", kind, KINDS)
+        self.pool = check_bool("pool", pool)
+        first, second = self.channels
+        weight_dtype = dtype if dtype is not None else torch.get_default_dtype()
+        self.conv = nn.Conv2d(self.in_channels, first, 3, padding=1, **factory_kwargs)
+        self.context = nn.Linear(first, self.context_length, **factory_kwargs)
+        dynamic = DynamicConv2DMobius if self.kind == "mobius" else DynamicConv2DDelta
+        self.dynamic_conv = dynamic(
+            first, second, self.context_length, padding=1, device=device, dtype=weight_dtype
+        )
+        self.readout = nn.Linear(second, self.n_output, **factory_kwargs)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Re-initialise every part with its own default initialisation."""
+        self.conv.reset_parameters()
+        self.context.reset_parameters()
+        self.dynamic_conv.reset_parameters()
+        self.readout.reset_parameters()
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if input.dim() != 4:
+            raise ValueError(f"input must be (B, C, H, W), got shape {tuple(input.shape)}")
+        features = F.relu(self.conv(input))
+        if self.pool:
+            features = F.max_pool2d(features, 2)
+        context = torch.tanh(self.context(features.mean(dim=(2, 3))))
+        features = F.relu(self.dynamic_conv(features, context))
+        return self.readout(features.mean(dim=(2, 3)))
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_channels={self.in_channels}, n_output={self.n_output}, "
+            f"channels={self.channels}, context_length={self.context_length}, "
+            f"kind={self.kind!r}, pool={self.pool}"
+        )

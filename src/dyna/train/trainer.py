@@ -1,0 +1,527 @@
+"""The supervised epoch loop of ``dyna train``: exact resume, DDP, metrics, plots.
+
+Everything a run needs to continue exactly is a pure function of its configuration and its
+last checkpoint: the data live in memory as tensors (no loader workers), the batch order is a
+pure function of (seed, epoch) (:class:`~dyna.train.sampler.GlobalBatchSampler`), and a
+checkpoint holds the model, the optimizer, the random generator states, the position in the
+run (epoch, batch within the epoch, step) and the running epoch sums. Resuming skips the
+consumed batches and cuts the metrics files back to the checkpoint, so a run killed at any
+point and resumed ends with the same weights and the same metrics files as a run that was
+never interrupted.
+
+Loss: each process sums the cross-entropy over its slice of the global batch and divides by the
+global batch size times ``1 / world_size``; DDP averages the gradients over processes, which
+gives exactly the single-process mean-loss gradient.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dyna.data.split import Split
+from dyna.experiments.registry import ConfigError, Dataset, Experiment
+from dyna.train import distributed
+from dyna.train.checkpoint import (
+    CheckpointError,
+    CheckpointMismatch,
+    flatten_optimizer,
+    list_checkpoints,
+    load_checkpoint,
+    remove_temporary_files,
+    restore_rng,
+    rng_tensors,
+    save_checkpoint,
+    save_tensors_atomic,
+    unflatten_optimizer,
+    write_json_atomic,
+)
+from dyna.train.display import TrainingDisplay
+from dyna.train.metrics import EPOCH_COLUMNS, STEP_COLUMNS, CSVLog
+from dyna.train.sampler import GlobalBatchSampler
+
+# Configuration keys that may differ between a run and its resumption (where it runs, where
+# the data are read from); every other key must match the checkpoint.
+RESUME_FREE_KEYS = ("device", "data")
+
+
+class TrainingInterrupted(Exception):
+    """SIGINT: the run stopped after writing a checkpoint; ``--resume`` continues it."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The resolved configuration of a supervised run (saved as ``config.json``)."""
+
+    experiment: str
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    seed: int
+    eval_batch_size: int
+    checkpoint_every: int
+    log_every: int
+    threads: int = 0
+    schedule: str = "constant"
+    params: dict[str, Any] = field(default_factory=dict)
+    device: str = "auto"
+    data: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        value = asdict(self)
+        value["params"] = {
+            key: list(item) if isinstance(item, tuple) else item
+            for key, item in self.params.items()
+        }
+        return value
+
+
+def config_differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
+    """``key: saved -> wanted`` for every key that must match on resume but does not."""
+    differences = []
+    for key in sorted(set(saved) | set(wanted)):
+        if key in RESUME_FREE_KEYS:
+            continue
+        if key == "params":
+            old, new = saved.get(key) or {}, wanted.get(key) or {}
+            for name in sorted(set(old) | set(new)):
+                if old.get(name) != new.get(name):
+                    differences.append(f"--set {name}: {old.get(name)!r} -> {new.get(name)!r}")
+        elif saved.get(key) != wanted.get(key):
+            differences.append(f"{key}: {saved.get(key)!r} -> {wanted.get(key)!r}")
+    return differences
+
+
+@dataclass
+class Position:
+    """Where the run is: the next batch to train and the sums of the current epoch."""
+
+    epoch: int = 0
+    batch: int = 0
+    step: int = 0
+    samples: int = 0
+    loss_sum: float = 0.0
+    correct: float = 0.0
+    count: float = 0.0
+    best_val_accuracy: float | None = None
+    best_epoch: int | None = None
+    test_at_best: float | None = None
+
+
+SCHEDULES = ("constant", "cosine")
+
+
+def learning_rate(config: TrainConfig, step: int, total_steps: int) -> float:
+    """The learning rate of step ``step`` (0-based): a pure function of the step, so a resumed
+    run needs no scheduler state. ``cosine``: lr * (1 + cos(pi * step / total)) / 2."""
+    if config.schedule == "constant":
+        return config.lr
+    return config.lr * 0.5 * (1.0 + math.cos(math.pi * step / total_steps))
+
+
+class _Interrupt:
+    """SIGINT sets a flag; the loop checks it after each step and stops at a checkpoint."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self) -> _Interrupt:
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread: leave signals alone
+            self._previous = None
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+        # A second Ctrl-C stops at once (the last checkpoint still resumes the run).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _to_device(split: Split | None, device: torch.device) -> Split | None:
+    if split is None:
+        return None
+    return Split(split.inputs.to(device), split.labels.to(device))
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, split: Split, batch_size: int, context: distributed.Context
+) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy on ``split`` (each process takes a contiguous shard)."""
+    was_training = model.training
+    model.eval()
+    shard = torch.arange(len(split)).tensor_split(context.world_size)[context.rank]
+    totals = torch.zeros(3, dtype=torch.float64, device=context.device)
+    for chunk in shard.split(batch_size):
+        chunk = chunk.to(split.inputs.device)
+        logits = model(split.inputs[chunk]).float()
+        labels = split.labels[chunk]
+        totals[0] += F.cross_entropy(logits, labels, reduction="sum").double()
+        totals[1] += (logits.argmax(dim=1) == labels).sum()
+        totals[2] += labels.numel()
+    distributed.all_reduce_sum(totals, context)
+    model.train(was_training)
+    loss, correct, count = totals.tolist()
+    return loss / count, correct / count
+
+
+def run_folder_files(out: Path) -> dict[str, Path]:
+    """The files of a run folder."""
+    return {
+        "config": out / "config.json",
+        "steps": out / "metrics" / "steps.csv",
+        "epochs": out / "metrics" / "epochs.csv",
+        "checkpoints": out / "checkpoints",
+        "model": out / "model.safetensors",
+        "summary": out / "summary.json",
+        "curves": out / "plots" / "learning_curves.png",
+        "traces": out / "plots" / "horn_traces.png",
+    }
+
+
+def build(experiment: Experiment, config: TrainConfig) -> tuple[Dataset, nn.Module]:
+    """The data set and a freshly initialised model (seeded with ``config.seed``)."""
+    params = experiment.check_params(config.params)
+    data_dir = Path(config.data) if config.data else None
+    dataset = experiment.data(params, data_dir)
+    torch.manual_seed(config.seed)
+    model = experiment.model(params, dataset)
+    return dataset, model
+
+
+def train(
+    experiment: Experiment,
+    config: TrainConfig,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    quiet: bool = False,
+    live: bool | None = None,
+    tensorboard: bool = False,
+) -> dict[str, Any]:
+    """Train ``experiment`` with ``config`` into the run folder ``out``; returns the summary.
+
+    Raises:
+        TrainingInterrupted: after SIGINT, once a checkpoint is written.
+        CheckpointError / CheckpointMismatch: ``resume`` found no usable checkpoint.
+        ConfigError, DataError: bad configuration or data.
+    """
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    context = distributed.setup(config.device)
+    try:
+        return _train(experiment, config, Path(out), context, resume, quiet, live, tensorboard)
+    finally:
+        distributed.teardown(context)
+
+
+def _train(experiment, config, out, context, resume, quiet, live, tensorboard):
+    files = run_folder_files(out)
+    display = TrainingDisplay(enabled=context.is_main and not quiet, live=live)
+    if context.distributed and config.batch_size % context.world_size:
+        raise ConfigError(
+            f"--batch-size {config.batch_size} must be divisible by the number of processes "
+            f"({context.world_size})"
+        )
+    checkpoint = None
+    if resume:
+        found = list_checkpoints(files["checkpoints"])
+        if not found:
+            raise CheckpointError(
+                f"--resume: no checkpoint in {files['checkpoints']}: start the run without --resume"
+            )
+        checkpoint = load_checkpoint(found[-1])
+        saved = checkpoint[1]
+        if saved.get("experiment") != experiment.name:
+            raise CheckpointMismatch(
+                f"--resume: {found[-1]} belongs to experiment {saved.get('experiment')!r}, "
+                f"not {experiment.name!r}: use another --out"
+            )
+        differences = config_differences(saved.get("config", {}), config.to_json())
+        if differences:
+            raise CheckpointMismatch(
+                f"--resume: the checkpoint was written with different settings "
+                f"({'; '.join(differences)}): drop those options or use another --out"
+            )
+
+    dataset, model = build(experiment, config)
+    model.to(context.device)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
+    position = Position()
+    steps_log = CSVLog(files["steps"], STEP_COLUMNS)
+    epochs_log = CSVLog(files["epochs"], EPOCH_COLUMNS)
+
+    if checkpoint is not None:
+        tensors, saved = checkpoint
+        model_state = {
+            name[len("model.") :]: tensor
+            for name, tensor in tensors.items()
+            if name.startswith("model.")
+        }
+        try:
+            model.load_state_dict(model_state, strict=True)
+            optimizer.load_state_dict(unflatten_optimizer(tensors, saved["optimizer"]))
+            position = Position(**saved["position"])
+        except (RuntimeError, KeyError, TypeError, ValueError) as error:
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+            raise CheckpointMismatch(
+                f"--resume: the checkpoint does not fit the model of {experiment.name} "
+                f"({first_line}): use another --out"
+            ) from None
+        restore_rng(tensors)
+        if context.is_main:
+            remove_temporary_files(files["checkpoints"])
+            remove_temporary_files(out)
+            try:
+                steps_log.truncate(saved["metrics_bytes"]["steps"])
+                epochs_log.truncate(saved["metrics_bytes"]["epochs"])
+            except (FileNotFoundError, KeyError) as error:
+                raise CheckpointError(f"--resume: {error}: start a new run") from None
+        if position.epoch >= config.epochs:
+            display.message(f"{experiment.name}: the run in {out} is already complete")
+        else:
+            display.message(
+                f"resuming {experiment.name} at epoch {position.epoch + 1}, batch "
+                f"{position.batch} (step {position.step})"
+            )
+    elif context.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(files["config"], config.to_json())
+        steps_log.start()
+        epochs_log.start()
+
+    writer = None
+    if tensorboard and context.is_main:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise ConfigError(
+                "--tensorboard needs the tensorboard package: pip install tensorboard"
+            ) from None
+        writer = SummaryWriter(str(out / "tensorboard"), purge_step=position.step or None)
+
+    train_split = _to_device(dataset.train, context.device)
+    validation = _to_device(dataset.validation, context.device)
+    test = _to_device(dataset.test, context.device)
+    network = distributed.wrap(model, context)
+    sampler = GlobalBatchSampler(
+        len(train_split),
+        config.batch_size,
+        seed=config.seed,
+        rank=context.rank,
+        world_size=context.world_size,
+    )
+    pending: list[tuple[torch.Tensor, dict[str, int]]] = []
+    if config.schedule not in SCHEDULES:
+        raise ConfigError(
+            f"schedule must be one of {', '.join(SCHEDULES)}, got {config.schedule!r}"
+        )
+    total_steps = config.epochs * len(sampler)
+
+    def flush() -> None:
+        """Turn the pending per-step sums into rows: one host sync per log interval."""
+        if not pending:
+            return
+        totals = torch.stack([sums for sums, _ in pending]).double()
+        distributed.all_reduce_sum(totals, context)
+        rows = []
+        samples = 0
+        for (loss_sum, correct, count), (_, where) in zip(totals.tolist(), pending, strict=True):
+            samples += int(count)
+            position.loss_sum += loss_sum
+            position.correct += correct
+            position.count += count
+            rows.append(
+                {
+                    **where,
+                    "loss": loss_sum / count,
+                    "accuracy": correct / count,
+                }
+            )
+        pending.clear()
+        if context.is_main:
+            steps_log.append(rows)
+            if writer is not None:
+                for row in rows:
+                    writer.add_scalar("train/loss", row["loss"], row["step"])
+                    writer.add_scalar("train/accuracy", row["accuracy"], row["step"])
+        last = rows[-1]
+        display.advance(len(rows), samples, last["loss"], last["accuracy"])
+
+    def save() -> None:
+        flush()
+        if not context.is_main:
+            return
+        optimizer_tensors, optimizer_rest = flatten_optimizer(optimizer.state_dict())
+        tensors = {f"model.{name}": value for name, value in model.state_dict().items()}
+        tensors.update(optimizer_tensors)
+        tensors.update(rng_tensors())
+        metadata = {
+            "experiment": experiment.name,
+            "config": config.to_json(),
+            "optimizer": optimizer_rest,
+            "position": asdict(position),
+            "metrics_bytes": {"steps": steps_log.size(), "epochs": epochs_log.size()},
+            "complete": position.epoch >= config.epochs,
+        }
+        save_checkpoint(files["checkpoints"], position.step, tensors, metadata)
+
+    with _Interrupt() as interrupt:
+
+        def interrupted() -> bool:
+            if not context.distributed:
+                return interrupt.requested
+            # Every process must stop at the same step, or the others would wait forever.
+            flag = torch.tensor([1.0 if interrupt.requested else 0.0], device=context.device)
+            return bool(distributed.all_reduce_sum(flag, context).item() > 0)
+
+        while position.epoch < config.epochs:
+            epoch = position.epoch
+            batches = sampler.epoch(epoch, start=position.batch)
+            display.start_epoch(epoch, config.epochs, len(sampler), position.batch)
+            network.train()
+            for indices, global_count in batches:
+                indices = indices.to(context.device)
+                inputs, labels = train_split.inputs[indices], train_split.labels[indices]
+                logits = network(inputs).float()
+                loss_sum = F.cross_entropy(logits, labels, reduction="sum")
+                rate = learning_rate(config, position.step, total_steps)
+                for group in optimizer.param_groups:
+                    group["lr"] = rate
+                optimizer.zero_grad(set_to_none=True)
+                (loss_sum * (context.world_size / global_count)).backward()
+                optimizer.step()
+                correct = (logits.detach().argmax(dim=1) == labels).sum()
+                position.batch += 1
+                position.step += 1
+                position.samples += global_count
+                count = loss_sum.new_tensor(float(labels.numel()))
+                sums = torch.stack([loss_sum.detach(), correct.to(loss_sum.dtype), count])
+                where = {
+                    "step": position.step,
+                    "epoch": epoch + 1,
+                    "batch": position.batch,
+                    "samples": position.samples,
+                    "lr": rate,
+                }
+                pending.append((sums, where))
+                if position.step % config.log_every == 0:
+                    flush()
+                stop = interrupted()
+                if stop or (
+                    config.checkpoint_every and position.step % config.checkpoint_every == 0
+                ):
+                    save()
+                if stop:
+                    raise TrainingInterrupted(
+                        f"interrupted at step {position.step}; checkpoint written: continue "
+                        f"with the same command and --resume"
+                    )
+            flush()
+            train_loss = position.loss_sum / max(position.count, 1.0)
+            train_accuracy = position.correct / max(position.count, 1.0)
+            val_loss = val_accuracy = None
+            if validation is not None:
+                val_loss, val_accuracy = evaluate(
+                    model, validation, config.eval_batch_size, context
+                )
+            test_loss, test_accuracy = evaluate(model, test, config.eval_batch_size, context)
+            if val_accuracy is not None and (
+                position.best_val_accuracy is None or val_accuracy > position.best_val_accuracy
+            ):
+                position.best_val_accuracy = val_accuracy
+                position.best_epoch = epoch + 1
+                position.test_at_best = test_accuracy
+            row = {
+                "epoch": epoch + 1,
+                "step": position.step,
+                "train_loss": train_loss,
+                "train_accuracy": train_accuracy,
+                "val_loss": val_loss,
+                "val_accuracy": val_accuracy,
+                "test_loss": test_loss,
+                "test_accuracy": test_accuracy,
+            }
+            if context.is_main:
+                epochs_log.append([row])
+                if writer is not None:
+                    for key in ("train_loss", "train_accuracy", "test_loss", "test_accuracy"):
+                        writer.add_scalar(f"epoch/{key}", row[key], position.step)
+            display.end_epoch(row, config.epochs)
+            position.epoch += 1
+            position.batch = 0
+            position.loss_sum = position.correct = position.count = 0.0
+            save()
+            if interrupted():
+                raise TrainingInterrupted(
+                    f"interrupted after epoch {position.epoch}; checkpoint written: continue "
+                    f"with the same command and --resume"
+                )
+    if writer is not None:
+        writer.close()
+    return finish(experiment, config, out, model, dataset, position, context, display)
+
+
+def finish(experiment, config, out, model, dataset, position, context, display) -> dict[str, Any]:
+    """Final weights, summary, plots and the summary table (rank 0)."""
+    files = run_folder_files(out)
+    epochs = CSVLog(files["epochs"], EPOCH_COLUMNS).read()
+    last = epochs[-1] if epochs else {}
+    summary = {
+        "experiment": experiment.name,
+        "epochs": config.epochs,
+        "steps": position.step,
+        "final_test_accuracy": float(last["test_accuracy"]) if last else None,
+        "final_test_loss": float(last["test_loss"]) if last else None,
+        "best_val_accuracy": position.best_val_accuracy,
+        "best_epoch": position.best_epoch,
+        "test_accuracy_at_best_val": position.test_at_best,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "world_size": context.world_size,
+    }
+    if not context.is_main:
+        return summary
+    save_tensors_atomic(files["model"], model.state_dict())
+    write_json_atomic(files["summary"], summary)
+    files["curves"].parent.mkdir(parents=True, exist_ok=True)
+    try:
+        from dyna.train.plots import plot_learning_curves, plot_traces
+
+        plot_learning_curves(CSVLog(files["steps"], STEP_COLUMNS).read(), epochs, files["curves"])
+        if hasattr(model, "hidden_sequences") and len(dataset.test):
+            with torch.no_grad():
+                sample = dataset.test.inputs[:1].to(context.device)
+                positions = model.hidden_sequences(sample)[-1][0]
+            plot_traces(
+                positions[:, : min(6, positions.shape[1])],
+                files["traces"],
+                title=f"{experiment.name}: x(t) of {min(6, positions.shape[1])} oscillators, "
+                f"first test input",
+            )
+    except ImportError:
+        display.message("plots skipped: matplotlib is not installed (pip install matplotlib)")
+    footer = [f"final test accuracy: {100 * summary['final_test_accuracy']:.2f} %"]
+    if position.best_epoch is not None:
+        footer.append(
+            f"best validation accuracy {100 * position.best_val_accuracy:.2f} % at epoch "
+            f"{position.best_epoch}: test accuracy {100 * position.test_at_best:.2f} %"
+        )
+    footer.append(f"run folder: {out}")
+    display.summary(f"{experiment.name}: {summary['parameters']:,} parameters", epochs, footer)
+    return summary

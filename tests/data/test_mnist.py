@@ -1,0 +1,98 @@
+"""The IDX reader: tiny files written here (plain and gzipped), every error, the real MNIST-10k."""
+
+import gzip
+import os
+import struct
+from pathlib import Path
+
+import pytest
+import torch
+
+from dyna.data.mnist import FILES, load_mnist, load_mnist_split, read_idx
+from dyna.data.split import DataError
+
+# The MNIST-10k folder shared beside the repository, or the folder named by DYNA_MNIST.
+MNIST_10K = Path(
+    os.environ.get(
+        "DYNA_MNIST", Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist-10k"
+    )
+)
+
+
+def _idx(values: torch.Tensor) -> bytes:
+    magic = 0x00000801 if values.dim() == 1 else 0x00000803
+    header = struct.pack(f">I{values.dim()}I", magic, *values.shape)
+    return header + bytes(values.to(torch.uint8).flatten().tolist())
+
+
+def _write_folder(folder: Path, *, gz: bool, n_train: int = 5, n_test: int = 3) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    generator = torch.Generator().manual_seed(0)
+    for split, count in (("train", n_train), ("test", n_test)):
+        images = torch.randint(0, 256, (count, 28, 28), generator=generator)
+        labels = torch.arange(count) % 10
+        for name, values in zip(FILES[split], (images, labels), strict=True):
+            data = _idx(values)
+            if gz:
+                (folder / f"{name}.gz").write_bytes(gzip.compress(data))
+            else:
+                (folder / name).write_bytes(data)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_tiny_folder_round_trips(tmp_path, gz):
+    _write_folder(tmp_path, gz=gz)
+    images, labels = load_mnist_split(tmp_path, "train")
+    assert images.shape == (5, 28, 28) and images.dtype == torch.uint8
+    assert labels.tolist() == [0, 1, 2, 3, 4]
+    train, test = load_mnist(tmp_path)
+    assert len(train) == 5 and len(test) == 3
+    assert train.inputs.dtype == torch.float32
+    torch.testing.assert_close(train.inputs * 255, images.float(), rtol=0, atol=1e-4)
+
+
+def test_read_idx_hand_made_bytes(tmp_path):
+    path = tmp_path / "labels"
+    path.write_bytes(struct.pack(">II", 0x801, 3) + bytes([7, 0, 9]))
+    assert read_idx(path).tolist() == [7, 0, 9]
+
+
+def test_missing_folder_and_missing_file_name_the_fix(tmp_path):
+    with pytest.raises(DataError, match=r"does not exist.*--data"):
+        load_mnist(tmp_path / "nowhere")
+    _write_folder(tmp_path, gz=True)
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte.*missing"):
+        load_mnist(tmp_path)
+
+
+def test_bad_magic_truncation_and_disagreeing_counts(tmp_path):
+    path = tmp_path / "bad"
+    path.write_bytes(struct.pack(">II", 0x12345678, 1) + b"\x00")
+    with pytest.raises(DataError, match="magic number 0x12345678"):
+        read_idx(path)
+    path.write_bytes(struct.pack(">II", 0x801, 10) + b"\x00\x01")
+    with pytest.raises(DataError, match="truncated or corrupt"):
+        read_idx(path)
+    path.write_bytes(b"\x00\x00")
+    with pytest.raises(DataError, match="truncated"):
+        read_idx(path)
+    gz = tmp_path / "bad.gz"
+    gz.write_bytes(b"not gzip at all")
+    with pytest.raises(DataError, match="cannot read"):
+        read_idx(gz)
+    _write_folder(tmp_path / "mnist", gz=False, n_train=5)
+    labels = tmp_path / "mnist" / "train-labels-idx1-ubyte"
+    labels.write_bytes(_idx(torch.arange(4)))
+    with pytest.raises(DataError, match="5 images but 4 labels"):
+        load_mnist(tmp_path / "mnist")
+
+
+@pytest.mark.skipif(not MNIST_10K.is_dir(), reason="the shared MNIST-10k folder is absent")
+def test_real_mnist_10k_matches_its_readme():
+    train, test = load_mnist(MNIST_10K)
+    assert train.inputs.shape == (8000, 28, 28) and test.inputs.shape == (2000, 28, 28)
+    # Class counts from the folder's README.
+    assert train.labels.bincount().tolist() == [806, 902, 787, 829, 810, 699, 777, 873, 743, 774]
+    assert test.labels.bincount().tolist() == [195, 225, 204, 203, 170, 164, 237, 197, 201, 204]
+    assert 0.0 == train.inputs.min() and train.inputs.max() == 1.0
