@@ -19,7 +19,10 @@ import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:  # the registry is imported lazily, to keep `dyna --help` fast
+    from dyna.experiments import Experiment
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -37,7 +40,7 @@ class _Parser(argparse.ArgumentParser):
     Abbreviated options are refused: ``--epoch 3`` is a typo, not ``--epochs 3``.
     """
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
 
@@ -284,15 +287,15 @@ def _list(arguments: argparse.Namespace) -> int:
     rows = []
     for experiment in experiments():
         if experiment.kind == "supervised":
-            d = experiment.defaults
-            defaults = f"{d.epochs} ep, batch {d.batch_size}, lr {d.lr:g}"
+            training = experiment.defaults
+            summary = f"{training.epochs} ep, batch {training.batch_size}, lr {training.lr:g}"
         else:
-            defaults = "one online pass"
+            summary = "one online pass"
         rows.append(
             (
                 experiment.name + (" *" if experiment.name == DEFAULT_EXPERIMENT else ""),
                 experiment.kind,
-                defaults,
+                summary,
                 experiment.description + (" [--data]" if experiment.needs_data else ""),
             )
         )
@@ -304,7 +307,7 @@ def _list(arguments: argparse.Namespace) -> int:
     return 0
 
 
-def _experiment(name: str):
+def _experiment(name: str) -> Experiment:
     from dyna.experiments import ConfigError, get_experiment
 
     try:
@@ -352,7 +355,7 @@ def _train(arguments: argparse.Namespace) -> int:
         for _, attribute, _, _ in TRAIN_OPTIONS
         if getattr(arguments, attribute) is not None
     }
-    values = {
+    values: dict[str, Any] = {
         "epochs": experiment.defaults.epochs,
         "batch_size": experiment.defaults.batch_size,
         "lr": experiment.defaults.lr,
@@ -423,7 +426,9 @@ def _train(arguments: argparse.Namespace) -> int:
     return 0
 
 
-def _train_continual(experiment, arguments, out: Path, assignments: dict[str, str]) -> int:
+def _train_continual(
+    experiment: Experiment, arguments: argparse.Namespace, out: Path, assignments: dict[str, str]
+) -> int:
     from dyna.experiments import ConfigError
     from dyna.train.checkpoint import write_json_atomic
 
@@ -461,8 +466,11 @@ def _train_continual(experiment, arguments, out: Path, assignments: dict[str, st
         device = str(resolve_device(arguments.device))
     except ValueError as error:
         raise UsageError(str(error)) from None
+    runner = experiment.runner
+    if runner is None:  # Experiment refuses a continual experiment without a runner
+        raise UsageError(f"{experiment.name} has no runner")
     try:
-        results = experiment.runner(params, device=device, progress=progress)
+        results = runner(params, device=device, progress=progress)
     except ConfigError as error:
         raise UsageError(str(error)) from None
     write_json_atomic(out / "results.json", {"config": config, **results})

@@ -10,12 +10,18 @@ learning rate, weight decay and hidden size selected on the early validation str
 from __future__ import annotations
 
 import statistics
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from dyna.data.continual_streams import STREAM_NAMES, STREAM_ORDERS
 from dyna.experiments.registry import ConfigError, Experiment, Param, register
-from dyna.train.continual import MODEL_KINDS, PAPER_SEEDS, run_continual, run_experiment
+from dyna.train.continual import (
+    MODEL_KINDS,
+    PAPER_SEEDS,
+    ContinualResult,
+    run_continual,
+    run_experiment,
+)
 
 
 def _summary(model: str, values: list[dict]) -> dict:
@@ -27,7 +33,12 @@ def _summary(model: str, values: list[dict]) -> dict:
     return row
 
 
-def run_stream(params: Mapping[str, Any], *, device: str | None = None, progress=None) -> dict:
+def run_stream(
+    params: Mapping[str, Any],
+    *,
+    device: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
     """Run the requested models and seeds; JSON-ready results with per-seed matrices."""
     for model in params["models"]:
         if model not in MODEL_KINDS:
@@ -68,7 +79,7 @@ def run_stream(params: Mapping[str, Any], *, device: str | None = None, progress
     return {"rows": rows}
 
 
-def _result(result) -> dict:
+def _result(result: ContinualResult) -> dict:
     return {
         "seed": result.seed,
         "learning_rate": result.learning_rate,

@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, SupportsFloat, cast
 
 from torch import nn
 
@@ -95,25 +95,29 @@ class Param:
 
     def check(self, key: str, value: Any) -> Any:
         """``value`` if it is valid for this parameter (e.g. from a saved config)."""
-        values = value if isinstance(value, (tuple, list)) else (value,)
+        values: tuple[Any, ...] | list[Any] = (
+            value if isinstance(value, (tuple, list)) else (value,)
+        )
         if isinstance(self.default, tuple):
             value = tuple(value) if isinstance(value, (tuple, list)) else None
             if value is None:
                 raise ConfigError(f"{key} must be {self.describe()}, got {values!r}")
         kind = self._element_type()
+        element: Any
         for element in values:
             if kind is float and isinstance(element, int) and not isinstance(element, bool):
                 element = float(element)
             if not isinstance(element, kind) or (kind is int and isinstance(element, bool)):
                 raise ConfigError(f"{key} must be {self.describe()}, got {element!r}")
             if kind in (int, float):
-                if kind is float and not math.isfinite(element):
+                number = float(cast(SupportsFloat, element))
+                if kind is float and not math.isfinite(number):
                     raise ConfigError(f"{key} must be finite, got {element!r}")
-                if self.minimum is not None and element < self.minimum:
+                if self.minimum is not None and number < self.minimum:
                     raise ConfigError(
                         f"{key}={element} is out of range: expected {self.describe()}"
                     )
-                if self.maximum is not None and element > self.maximum:
+                if self.maximum is not None and number > self.maximum:
                     raise ConfigError(
                         f"{key}={element} is out of range: expected {self.describe()}"
                     )

@@ -15,7 +15,7 @@ baselines use the same hidden size as HORN.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +113,7 @@ def horn_model(params: Mapping[str, Any], data: Dataset) -> HORNSeqNetwork:
     )
 
 
-def recurrent_model(cell: str):
+def recurrent_model(cell: str) -> Callable[[Mapping[str, Any], Dataset], RecurrentClassifier]:
     def build(params: Mapping[str, Any], data: Dataset) -> RecurrentClassifier:
         return RecurrentClassifier(
             data.train.inputs.shape[-1],

@@ -8,6 +8,8 @@ content, the idea of DyNA's dynamic convolutions.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -55,7 +57,7 @@ class DynamicConvClassifier(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        factory_kwargs = {"device": device, "dtype": dtype}
+        factory_kwargs: dict[str, Any] = {"device": device, "dtype": dtype}
         self.in_channels = check_positive_int("in_channels", in_channels)
         self.n_output = check_positive_int("n_output", n_output)
         if not isinstance(channels, (tuple, list)) or len(channels) != 2:

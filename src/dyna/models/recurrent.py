@@ -7,6 +7,8 @@ output h_T to class logits, as :class:`~dyna.module.HORNSeqNetwork` maps x_T.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -47,7 +49,7 @@ class RecurrentClassifier(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        factory_kwargs = {"device": device, "dtype": dtype}
+        factory_kwargs: dict[str, Any] = {"device": device, "dtype": dtype}
         self.n_input = check_positive_int("n_input", n_input)
         self.n_hidden = check_positive_int("n_hidden", n_hidden)
         self.n_output = check_positive_int("n_output", n_output)

@@ -9,7 +9,11 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:  # rich is imported when a live bar is drawn
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
 
 
 def _percent(value: float | None) -> str:
@@ -25,12 +29,12 @@ class TrainingDisplay:
         self.enabled = enabled
         self.file = file if file is not None else sys.stdout
         self.live = enabled and (self.file.isatty() if live is None else live)
-        self._progress = None
-        self._task = None
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
         self._start = 0.0
         self._samples = 0
 
-    def console(self):
+    def console(self) -> Console:
         from rich.console import Console
 
         return Console(file=self.file, highlight=False, soft_wrap=True)
@@ -49,7 +53,7 @@ class TrainingDisplay:
             TimeRemainingColumn,
         )
 
-        self._progress = Progress(
+        progress = Progress(
             TextColumn(f"epoch {epoch + 1}/{epochs}"),
             BarColumn(),
             MofNCompleteColumn(),
@@ -59,12 +63,15 @@ class TrainingDisplay:
             console=self.console(),
             transient=False,
         )
-        self._progress.start()
-        self._task = self._progress.add_task("train", total=total, completed=done, stats="")
+        progress.start()
+        self._task = progress.add_task("train", total=total, completed=done, stats="")
+        self._progress = progress
 
-    def advance(self, batches: int, samples: int, loss: float | None, accuracy: float | None):
+    def advance(
+        self, batches: int, samples: int, loss: float | None, accuracy: float | None
+    ) -> None:
         self._samples += samples
-        if self._progress is None:
+        if self._progress is None or self._task is None:
             return
         rate = self._samples / max(time.perf_counter() - self._start, 1e-9)
         stats = f"{rate:,.0f} samples/s"
@@ -105,7 +112,7 @@ class TrainingDisplay:
         for name in ("epoch", "train loss", "train acc %", "val acc %", "test loss", "test acc %"):
             table.add_column(name, justify="right")
 
-        def cell(row, key, percent=False):
+        def cell(row: dict[str, str], key: str, percent: bool = False) -> str:
             if not row.get(key):
                 return "–"
             value = float(row[key])

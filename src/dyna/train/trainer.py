@@ -20,6 +20,7 @@ import math
 import signal
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import torch
@@ -132,7 +133,7 @@ class _Interrupt:
 
     def __init__(self) -> None:
         self.requested = False
-        self._previous = None
+        self._previous: Any = None
 
     def __enter__(self) -> _Interrupt:
         try:
@@ -141,19 +142,17 @@ class _Interrupt:
             self._previous = None
         return self
 
-    def _handle(self, signum, frame) -> None:
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.requested = True
         # A second Ctrl-C stops at once (the last checkpoint still resumes the run).
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
 
 
-def _to_device(split: Split | None, device: torch.device) -> Split | None:
-    if split is None:
-        return None
+def _to_device(split: Split, device: torch.device) -> Split:
     return Split(split.inputs.to(device), split.labels.to(device))
 
 
@@ -197,6 +196,8 @@ def build(experiment: Experiment, config: TrainConfig) -> tuple[Dataset, nn.Modu
     """The data set and a freshly initialised model (seeded with ``config.seed``)."""
     params = experiment.check_params(config.params)
     data_dir = Path(config.data) if config.data else None
+    if experiment.data is None or experiment.model is None:
+        raise ConfigError(f"experiment {experiment.name!r} has no data or model builder to train")
     dataset = experiment.data(params, data_dir)
     torch.manual_seed(config.seed)
     model = experiment.model(params, dataset)
@@ -317,7 +318,9 @@ def _train(experiment, config, out, context, resume, quiet, live, tensorboard):
         writer = SummaryWriter(str(out / "tensorboard"), purge_step=position.step or None)
 
     train_split = _to_device(dataset.train, context.device)
-    validation = _to_device(dataset.validation, context.device)
+    validation = (
+        None if dataset.validation is None else _to_device(dataset.validation, context.device)
+    )
     test = _to_device(dataset.test, context.device)
     network = distributed.wrap(model, context)
     sampler = GlobalBatchSampler(
@@ -327,7 +330,7 @@ def _train(experiment, config, out, context, resume, quiet, live, tensorboard):
         rank=context.rank,
         world_size=context.world_size,
     )
-    pending: list[tuple[torch.Tensor, dict[str, int]]] = []
+    pending: list[tuple[torch.Tensor, dict[str, float]]] = []
     if config.schedule not in SCHEDULES:
         raise ConfigError(
             f"schedule must be one of {', '.join(SCHEDULES)}, got {config.schedule!r}"
@@ -478,12 +481,21 @@ def _train(experiment, config, out, context, resume, quiet, live, tensorboard):
     return finish(experiment, config, out, model, dataset, position, context, display)
 
 
-def finish(experiment, config, out, model, dataset, position, context, display) -> dict[str, Any]:
+def finish(
+    experiment: Experiment,
+    config: TrainConfig,
+    out: Path,
+    model: nn.Module,
+    dataset: Dataset,
+    position: Position,
+    context: distributed.Context,
+    display: TrainingDisplay,
+) -> dict[str, Any]:
     """Final weights, summary, plots and the summary table (rank 0)."""
     files = run_folder_files(out)
     epochs = CSVLog(files["epochs"], EPOCH_COLUMNS).read()
     last = epochs[-1] if epochs else {}
-    summary = {
+    summary: dict[str, Any] = {
         "experiment": experiment.name,
         "epochs": config.epochs,
         "steps": position.step,
@@ -504,10 +516,11 @@ def finish(experiment, config, out, model, dataset, position, context, display) 
         from dyna.train.plots import plot_learning_curves, plot_traces
 
         plot_learning_curves(CSVLog(files["steps"], STEP_COLUMNS).read(), epochs, files["curves"])
-        if hasattr(model, "hidden_sequences") and len(dataset.test):
+        hidden_sequences = getattr(model, "hidden_sequences", None)
+        if callable(hidden_sequences) and len(dataset.test):
             with torch.no_grad():
                 sample = dataset.test.inputs[:1].to(context.device)
-                positions = model.hidden_sequences(sample)[-1][0]
+                positions = hidden_sequences(sample)[-1][0]
             plot_traces(
                 positions[:, : min(6, positions.shape[1])],
                 files["traces"],
@@ -517,7 +530,11 @@ def finish(experiment, config, out, model, dataset, position, context, display) 
     except ImportError:
         display.message("plots skipped: matplotlib is not installed (pip install matplotlib)")
     footer = [f"final test accuracy: {100 * summary['final_test_accuracy']:.2f} %"]
-    if position.best_epoch is not None:
+    if (
+        position.best_epoch is not None
+        and position.best_val_accuracy is not None
+        and position.test_at_best is not None
+    ):
         footer.append(
             f"best validation accuracy {100 * position.best_val_accuracy:.2f} % at epoch "
             f"{position.best_epoch}: test accuracy {100 * position.test_at_best:.2f} %"
