@@ -1,19 +1,33 @@
 #!/usr/bin/env bash
 # Set up DyNA in a virtual environment (default .venv), idempotently.
 #
-# Installs the CPU build of torch 2.13.0 unless the Python that runs this script already has a
-# torch (then the environment reuses it), and DyNA itself in editable mode with its
-# development and documentation tools. Environment variables:
+# Installs torch 2.13.0 unless the Python that runs this script already has a torch (then the
+# environment reuses it), and DyNA itself in editable mode with its development and
+# documentation tools. On Linux without an NVIDIA GPU (no nvidia-smi) it asks for the CPU
+# build, 2.13.0+cpu, from PyTorch's CPU wheel index (plain PyPI serves the multi-GB CUDA build
+# there); elsewhere it installs torch 2.13.0 from the configured index. Environment variables:
 #   PYTHON           interpreter to build the environment from (default: python3)
 #   DYNA_VENV        where the environment lives (default: .venv in the repository)
-#   DYNA_TORCH       the torch requirement to install (default: torch==2.13.0)
-#   TORCH_INDEX_URL  an index to take torch from, e.g. PyTorch's CPU wheel index
+#   DYNA_TORCH       the torch requirement to install (default: as above)
+#   TORCH_INDEX_URL  the only index to take torch from (default: as above)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 python=${PYTHON:-python3}
 venv=${DYNA_VENV:-.venv}
-torch_requirement=${DYNA_TORCH:-torch==2.13.0}
+torch_version=2.13.0
+torch_index_args=()
+if [ -n "${TORCH_INDEX_URL:-}" ]; then
+  torch_requirement=${DYNA_TORCH:-torch==$torch_version}
+  torch_index_args=(--index-url "$TORCH_INDEX_URL")
+elif [ "$(uname -s)" = Linux ] && ! command -v nvidia-smi >/dev/null 2>&1; then
+  # The CPU build. An extra index, not the only one: a local mirror or wheel folder that
+  # already holds the +cpu wheel keeps working where PyTorch's index cannot be reached.
+  torch_requirement=${DYNA_TORCH:-torch==$torch_version+cpu}
+  torch_index_args=(--extra-index-url https://download.pytorch.org/whl/cpu)
+else
+  torch_requirement=${DYNA_TORCH:-torch==$torch_version}
+fi
 
 if [ ! -x "$venv/bin/python" ]; then
   "$python" -m venv "$venv"
@@ -28,7 +42,7 @@ fi
 
 if ! "$venv/bin/python" -c "import torch" >/dev/null 2>&1; then
   echo "setup: installing $torch_requirement"
-  "$venv/bin/pip" install --quiet "$torch_requirement" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
+  "$venv/bin/pip" install --quiet "$torch_requirement" "${torch_index_args[@]}"
 fi
 
 # Reinstall only when the package metadata changed (the install is editable).
