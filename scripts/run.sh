@@ -5,5 +5,5 @@
 # existing run folder is started over.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+DYNA_EXTRAS=${DYNA_EXTRAS-} bash scripts/setup.sh  # the main job needs no test or docs tools
 "${DYNA_VENV:-.venv}/bin/dyna" train horn-digits --out runs/horn-digits --overwrite "$@"

@@ -10,6 +10,7 @@
 #   DYNA_VENV        where the environment lives (default: .venv in the repository)
 #   DYNA_TORCH       the torch requirement to install (default: as above)
 #   TORCH_INDEX_URL  the only index to take torch from (default: as above)
+#   DYNA_EXTRAS      the package's extras to install (default: dev,docs; the main job needs none)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,12 +46,26 @@ if ! "$venv/bin/python" -c "import torch" >/dev/null 2>&1; then
   "$venv/bin/pip" install --quiet "$torch_requirement" "${torch_index_args[@]}"
 fi
 
-# Reinstall only when the package metadata changed (the install is editable).
+# Reinstall only when the package metadata changed (the install is editable) or extras are
+# asked for that the environment does not have yet.
+extras=${DYNA_EXTRAS-dev,docs}
 stamp="$venv/.dyna-installed"
-fingerprint=$(cat pyproject.toml | cksum)
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$fingerprint" ]; then
-  echo "setup: installing dyna, its development tools and the documentation tools"
-  "$venv/bin/pip" install --quiet --editable ".[dev,docs]"
-  echo "$fingerprint" >"$stamp"
+fingerprint=$(cksum <pyproject.toml)
+installed_extras=""
+if [ -f "$stamp" ] && [ "$(head -n 1 "$stamp")" = "$fingerprint" ]; then
+  installed_extras=$(sed -n 2p "$stamp")
+  missing=""
+  for extra in ${extras//,/ }; do
+    case ",$installed_extras," in *",$extra,"*) ;; *) missing=yes ;; esac
+  done
+  [ -z "$missing" ] && extras=$installed_extras
+else
+  missing=yes
+fi
+if [ -n "$missing" ]; then
+  [ -n "$installed_extras" ] && extras="$installed_extras,$extras"
+  echo "setup: installing dyna${extras:+ with the extras $extras}"
+  "$venv/bin/pip" install --quiet --editable ".${extras:+[$extras]}"
+  printf '%s\n%s\n' "$fingerprint" "$extras" >"$stamp"
 fi
 "$venv/bin/python" -c "import dyna, torch; print(f'setup: dyna {dyna.__version__}, torch {torch.__version__}')"
