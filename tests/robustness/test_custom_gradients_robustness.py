@@ -224,11 +224,43 @@ def test_once_differentiable_backward_refuses_a_second_derivative(name):
     outputs = outputs if isinstance(outputs, tuple) else (outputs,)
     # an upstream gradient that itself requires grad, as in gradgradcheck and Hessian-vector
     # products: the double backward reaches the once-differentiable node and is refused
+    # products: the double backward reaches the once-differentiable node and is refused (the
+    # backwards of FIRST_ORDER already refuse to build the graph of the first derivative)
     upstream = [torch.ones_like(o).requires_grad_() for o in outputs]
-    first = torch.autograd.grad(outputs, inputs, upstream, create_graph=True, allow_unused=True)
-    first = [g for g in first if g is not None]
     with pytest.raises(RuntimeError, match="differentiate twice"):
+        first = torch.autograd.grad(outputs, inputs, upstream, create_graph=True, allow_unused=True)
+        first = [g for g in first if g is not None]
         sum((g * g).sum() for g in first).backward()
+
+
+# The hand-written backwards whose parameters reach the output through the backward itself:
+# with a constant upstream gradient, once_differentiable alone would let create_graph=True
+# build first derivatives whose graph silently lacks every term through the backward.
+FIRST_ORDER = [
+    "horn_scan",
+    "horn_scan_delayed",
+    "cnu_linear_dense",
+    "cnu_linear_grouped",
+    "delta_oriented_fields",
+    "stabilize",
+    "delta_decorrelate_mix",
+]
+
+
+@pytest.mark.parametrize("name", FIRST_ORDER)
+def test_first_order_backward_refuses_create_graph_with_constant_upstream(name):
+    function, leaves = ONCE[name]
+    inputs = leaves()
+    outputs = function(*inputs)
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    upstream = [torch.ones_like(o) for o in outputs]  # constant: does not require grad
+    with pytest.raises(RuntimeError, match="cannot differentiate twice .*_ref"):
+        torch.autograd.grad(outputs, inputs, upstream, create_graph=True, allow_unused=True)
+    # a plain first derivative is unaffected
+    again = function(*inputs)
+    again = again if isinstance(again, tuple) else (again,)
+    plain = torch.autograd.grad(sum(o.sum() for o in again), inputs, allow_unused=True)
+    assert any(g is not None for g in plain)
 
 
 def test_every_autograd_function_of_the_package_is_checked_here():

@@ -24,6 +24,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from dyna.functional._autograd import first_order_backward
 from dyna.functional._checks import check_bool, check_floating_tensor
 
 PSI_MODES = ("identity", "sign", "resize1d", "resize2d", "resize2d_sign")
@@ -354,7 +355,7 @@ class _OutputSpaceBlend(torch.autograd.Function):
         return out.reshape(b, q * rows)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
+    @first_order_backward("cnu_linear", "cnu_linear_ref")
     def backward(ctx, grad_out):
         if ctx.grouped:
             return _OutputSpaceBlend._grouped_backward(ctx, grad_out)

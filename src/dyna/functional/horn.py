@@ -27,8 +27,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch.autograd.function import once_differentiable
 
+from dyna.functional._autograd import first_order_backward
 from dyna.functional._checks import check_floating_tensor, check_real
 
 
@@ -450,7 +450,7 @@ class HORNScan(torch.autograd.Function):
         return positions, velocities
 
     @staticmethod
-    @once_differentiable
+    @first_order_backward("horn_scan", "horn_scan_ref")
     def backward(ctx: Any, grad_positions: torch.Tensor, grad_velocities: torch.Tensor) -> tuple:
         if ctx.saved_tensors[7] is not None:
             return _delayed_backward(ctx, grad_positions, grad_velocities)

@@ -25,8 +25,8 @@ from typing import Any
 
 import torch
 from torch import library as op_registry
-from torch.autograd.function import once_differentiable
 
+from dyna.functional._autograd import first_order_backward
 from dyna.functional.gradient_normalization import _default_eps, backward_gradient_normalization
 from dyna.functional.siglog import _apply_sign, _siglog_eps, siglog
 
@@ -143,7 +143,8 @@ class _OrientedValue(torch.autograd.Function):
         return out
 
     @staticmethod
-    @once_differentiable  # in-place and out= arithmetic; BGN has no useful second derivative
+    # in-place and out= arithmetic; BGN has no useful second derivative
+    @first_order_backward("delta_oriented_fields", "delta_oriented_fields_ref")
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         v, inverse_norm, out = ctx.saved_tensors
         value_re, value_im, orient_re, orient_im = _oriented_parts(v)
@@ -303,7 +304,8 @@ class _Stabilize(torch.autograd.Function):
         return z * scale
 
     @staticmethod
-    @once_differentiable  # in-place arithmetic on saved tensors; a surrogate inside
+    # in-place arithmetic on saved tensors; a surrogate inside
+    @first_order_backward("stabilize", "stabilize_ref")
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, sigmoid, gate, value, z, scale = ctx.saved_tensors
         dims = tuple(range(1, grad.dim()))
@@ -433,7 +435,7 @@ class _DecorrelateMix(torch.autograd.Function):
     @staticmethod
     # The second derivative through this hand-written backward would silently be wrong (the
     # straight-through penalty and BGN are not differentiated): refuse it instead.
-    @once_differentiable
+    @first_order_backward("delta_decorrelate_mix", "delta_decorrelate_mix_ref")
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         raw, mixing, filters, gram = ctx.saved_tensors
         repulsion, penalty_strength, bgn_eps = ctx.constants
