@@ -254,7 +254,7 @@ def test_first_order_backward_refuses_create_graph_with_constant_upstream(name):
     outputs = function(*inputs)
     outputs = outputs if isinstance(outputs, tuple) else (outputs,)
     upstream = [torch.ones_like(o) for o in outputs]  # constant: does not require grad
-    with pytest.raises(RuntimeError, match="cannot differentiate twice .*_ref"):
+    with pytest.raises(RuntimeError, match=r"cannot differentiate twice .*_ref"):
         torch.autograd.grad(outputs, inputs, upstream, create_graph=True, allow_unused=True)
     # a plain first derivative is unaffected
     again = function(*inputs)
