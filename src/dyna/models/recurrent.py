@@ -49,6 +49,9 @@ class RecurrentClassifier(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
+        if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            # nn.RNN would fail deep inside with "Only Tensors of floating point ... gradients".
+            raise TypeError(f"dtype must be a floating torch.dtype or None, got {dtype!r}")
         factory_kwargs: dict[str, Any] = {"device": device, "dtype": dtype}
         self.n_input = check_positive_int("n_input", n_input)
         self.n_hidden = check_positive_int("n_hidden", n_hidden)
