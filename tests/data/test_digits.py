@@ -64,3 +64,14 @@ def test_holdout_takes_a_seeded_disjoint_subset():
     assert torch.equal(holdout(split, 3, seed=1)[1].labels, held.labels)
     with pytest.raises(ValueError, match="count"):
         holdout(split, 10, seed=1)
+
+
+def test_split_rejects_disagreeing_or_non_integer_labels():
+    with pytest.raises(ValueError, match=r"inputs must be \(N, \.\.\.\) with N = 3"):
+        Split(torch.zeros(4, 2), torch.zeros(3, dtype=torch.int64))
+    with pytest.raises(TypeError, match="labels must have an integer dtype"):
+        Split(torch.zeros(3, 2), torch.zeros(3))
+    with pytest.raises(ValueError, match=r"labels must be \(N,\)"):
+        Split(torch.zeros(3, 2), torch.zeros(3, 1, dtype=torch.int64))
+    with pytest.raises(TypeError, match=r"inputs must be a torch\.Tensor"):
+        Split([[0.0]], torch.zeros(1, dtype=torch.int64))

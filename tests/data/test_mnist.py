@@ -96,3 +96,27 @@ def test_real_mnist_10k_matches_its_readme():
     assert train.labels.bincount().tolist() == [806, 902, 787, 829, 810, 699, 777, 873, 743, 774]
     assert test.labels.bincount().tolist() == [195, 225, 204, 203, 170, 164, 237, 197, 201, 204]
     assert 0.0 == train.inputs.min() and train.inputs.max() == 1.0
+
+
+def test_read_idx_hand_made_wider_types(tmp_path):
+    # Big-endian by hand: int16 0x0102 = 258 and 0xFFFE = -2; float32 0x3F800000 = 1.0 and
+    # 0xC0000000 = -2.0; type codes 0x0B and 0x0D, one dimension of two values.
+    (tmp_path / "short.idx").write_bytes(bytes.fromhex("00000b01 00000002 0102 fffe"))
+    (tmp_path / "float.idx").write_bytes(bytes.fromhex("00000d01 00000002 3f800000 c0000000"))
+    short = read_idx(tmp_path / "short.idx")
+    assert short.dtype == torch.int16 and short.tolist() == [258, -2]
+    single = read_idx(tmp_path / "float.idx")
+    assert single.dtype == torch.float32 and single.tolist() == [1.0, -2.0]
+
+
+def test_non_byte_mnist_file_and_bad_path_type(tmp_path):
+    _write_folder(tmp_path, gz=False)
+    # The right shape but 32-bit integers: MNIST insists on unsigned bytes.
+    labels = struct.pack(">II", 0x00000C01, 3) + struct.pack(">3i", 1, 2, 3)
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(labels)
+    with pytest.raises(DataError, match="unsigned bytes"):
+        load_mnist(tmp_path)
+    with pytest.raises(TypeError, match=r"path must be a str or os\.PathLike"):
+        read_idx(None)
+    with pytest.raises(TypeError, match=r"folder must be a str or os\.PathLike"):
+        load_mnist(3)

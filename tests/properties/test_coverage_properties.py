@@ -11,6 +11,7 @@ import dyna
 import dyna.data
 import dyna.functional
 import dyna.lib
+import dyna.models
 import dyna.module
 import dyna.train
 
@@ -22,7 +23,8 @@ CONSTANTS = {"__version__"}
 
 def _exports() -> set[str]:
     names = set()
-    for package in (dyna, dyna.functional, dyna.lib, dyna.module, dyna.data, dyna.train):
+    packages = (dyna, dyna.functional, dyna.lib, dyna.module, dyna.data, dyna.train, dyna.models)
+    for package in packages:
         names |= set(package.__all__)
     return names - CONSTANTS
 
@@ -45,8 +47,9 @@ def test_every_export_has_property_tests():
 
 def test_every_export_has_invalid_argument_tests():
     covered = _covered(HERE / "test_invalid_argument_properties.py")
-    # Constants and plain data containers take no arguments worth validating.
-    containers = {"STREAM_NAMES", "STREAM_ORDERS", "ContinualStream", "StreamSplit"}
+    # Constants, plain data containers and the loaders' exception class (its only argument is
+    # its message) take no arguments worth validating.
+    containers = {"STREAM_NAMES", "STREAM_ORDERS", "ContinualStream", "StreamSplit", "DataError"}
     assert covered | containers | {"ContinualMetrics"} == _exports()
 
 

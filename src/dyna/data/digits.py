@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from dyna.data.split import DataError, Split
+from dyna.data.split import DataError, Split, check_path
 from dyna.functional._checks import check_int, check_real
 
 NUM_CLASSES = 10
@@ -47,7 +47,7 @@ def load_digits_tensors(path: str | Path | None = None) -> tuple[torch.Tensor, t
     Args:
         path: the ``digits.csv.gz`` to read (default: the one in the installed scikit-learn).
     """
-    path = digits_csv_path() if path is None else Path(path)
+    path = digits_csv_path() if path is None else check_path("path", path)
     try:
         with gzip.open(path, "rt") as handle:
             rows = [line.split(",") for line in handle.read().splitlines() if line.strip()]
@@ -66,6 +66,13 @@ def load_digits_tensors(path: str | Path | None = None) -> tuple[torch.Tensor, t
     return images.contiguous(), labels
 
 
+def _check_fraction_and_seed(test_fraction: object, seed: object) -> tuple[float, int]:
+    test_fraction = check_real("test_fraction", test_fraction, minimum=0.0)
+    if not test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
+    return test_fraction, check_int("seed", seed, minimum=0)
+
+
 def stratified_split(
     labels: torch.Tensor, test_fraction: float, seed: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -73,10 +80,7 @@ def stratified_split(
 
     Each part is sorted by sample index, so the split does not depend on class order.
     """
-    test_fraction = check_real("test_fraction", test_fraction, minimum=0.0)
-    if not test_fraction < 1.0:
-        raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
-    seed = check_int("seed", seed, minimum=0)
+    test_fraction, seed = _check_fraction_and_seed(test_fraction, seed)
     generator = torch.Generator().manual_seed(seed)
     train, test = [], []
     for label in torch.unique(labels).tolist():
@@ -95,6 +99,8 @@ def load_digits_split(test_fraction: float = 0.2, seed: int = 0) -> tuple[Split,
         test_fraction: share of each class held out for testing (default 0.2: 1,438 / 359).
         seed: seed of the stratified split (default 0).
     """
+    # Checked before reading the file, so that a bad argument fails at once.
+    test_fraction, seed = _check_fraction_and_seed(test_fraction, seed)
     images, labels = load_digits_tensors()
     train, test = stratified_split(labels, test_fraction, seed)
     return Split(images[train], labels[train]), Split(images[test], labels[test])

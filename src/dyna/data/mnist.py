@@ -1,8 +1,11 @@
 """A reader for a standard MNIST folder: the four IDX files, gzipped or not.
 
-IDX (LeCun's format) is big-endian: a magic number ``0x00000801`` (unsigned bytes, one
-dimension: labels) or ``0x00000803`` (unsigned bytes, three dimensions: images), the size of
-each dimension as a 32-bit integer, then the bytes. The folder holds
+IDX (LeCun's format) is big-endian: a magic number ``0x0000TTDD`` whose third byte ``TT`` is
+the type code (0x08 unsigned byte, 0x09 signed byte, 0x0B 16-bit, 0x0C 32-bit integer, 0x0D
+float32, 0x0E float64) and whose fourth byte ``DD`` is the number of dimensions, then the size
+of each dimension as a 32-bit integer, then the values. MNIST uses ``0x00000801`` (unsigned
+bytes, one dimension: labels) and ``0x00000803`` (unsigned bytes, three dimensions: images);
+:func:`read_idx` reads every type code, :func:`load_mnist` insists on those two. The folder holds
 ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``, ``t10k-images-idx3-ubyte`` and
 ``t10k-labels-idx1-ubyte``, each optionally with a ``.gz`` suffix. Every check fails with a
 :class:`~dyna.data.split.DataError` naming the file and how to fix it.
@@ -11,26 +14,35 @@ each dimension as a 32-bit integer, then the bytes. The folder holds
 from __future__ import annotations
 
 import gzip
+import math
 import struct
+import sys
 import zlib
 from pathlib import Path
 
 import torch
 
-from dyna.data.split import DataError, Split
+from dyna.data.split import DataError, Split, check_path
 
 FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-# Magic number -> number of dimensions, for unsigned-byte data (type code 0x08).
-_MAGIC = {0x00000801: 1, 0x00000803: 3}
+# IDX type code (third byte of the magic number) -> the tensor dtype it holds.
+IDX_DTYPES = {
+    0x08: torch.uint8,
+    0x09: torch.int8,
+    0x0B: torch.int16,
+    0x0C: torch.int32,
+    0x0D: torch.float32,
+    0x0E: torch.float64,
+}
 _FIX = "point --data at a folder with the four standard MNIST IDX files (gzipped or not)"
 
 
 def find_idx_file(folder: str | Path, name: str) -> Path:
     """The path of IDX file ``name`` in ``folder``, plain or ``.gz`` (plain preferred)."""
-    folder = Path(folder)
+    folder = check_path("folder", folder)
     if not folder.is_dir():
         raise DataError(f"MNIST folder {folder} does not exist or is not a folder: {_FIX}")
     for candidate in (folder / name, folder / f"{name}.gz"):
@@ -40,13 +52,21 @@ def find_idx_file(folder: str | Path, name: str) -> Path:
 
 
 def read_idx(path: str | Path) -> torch.Tensor:
-    """Read one unsigned-byte IDX file (``.gz`` is decompressed) into a uint8 tensor.
+    """Read one IDX file (``.gz`` is decompressed) into a tensor of its shape and type.
+
+    Args:
+        path: the file; a ``.gz`` suffix means gzip-compressed.
+
+    Returns:
+        A tensor of the header's shape whose dtype follows the type code: uint8, int8, int16,
+        int32, float32 or float64 (the big-endian values converted to the machine's order).
 
     Raises:
-        DataError: the file cannot be read, its magic number is not an unsigned-byte IDX one,
-            or its size does not match its header.
+        TypeError: ``path`` is not a str or os.PathLike.
+        DataError: the file cannot be read, its magic number is not an IDX one (two zero bytes,
+            a known type code, at least one dimension), or its size does not match its header.
     """
-    path = Path(path)
+    path = check_path("path", path)
     try:
         raw = path.read_bytes()
         if path.suffix == ".gz":
@@ -56,26 +76,33 @@ def read_idx(path: str | Path) -> torch.Tensor:
     if len(raw) < 4:
         raise DataError(f"MNIST file {path} is truncated (no IDX header): {_FIX}")
     (magic,) = struct.unpack(">I", raw[:4])
-    if magic not in _MAGIC:
+    type_code, dims = raw[2], raw[3]
+    if raw[:2] != b"\x00\x00" or type_code not in IDX_DTYPES or dims == 0:
         raise DataError(
             f"MNIST file {path} has magic number {magic:#010x}, expected 0x00000801 (labels) "
-            f"or 0x00000803 (images): is it an IDX file? {_FIX}"
+            f"or 0x00000803 (images), or another IDX magic number 0x0000TTDD with a type code "
+            f"TT in 08, 09, 0B, 0C, 0D, 0E and DD >= 1 dimensions: is it an IDX file? {_FIX}"
         )
-    dims = _MAGIC[magic]
+    dtype = IDX_DTYPES[type_code]
     header = 4 + 4 * dims
     if len(raw) < header:
         raise DataError(f"MNIST file {path} is truncated inside its header: {_FIX}")
     shape = struct.unpack(f">{dims}I", raw[4:header])
-    expected = header + int(torch.tensor(shape).prod())
+    itemsize = dtype.itemsize
+    expected = header + math.prod(shape) * itemsize
     if len(raw) != expected:
         raise DataError(
             f"MNIST file {path} holds {len(raw)} bytes but its header {shape} needs {expected}: "
             f"the file is truncated or corrupt, {_FIX}"
         )
     if expected == header:
-        return torch.empty(shape, dtype=torch.uint8)
+        return torch.empty(shape, dtype=dtype)
     # bytearray: frombuffer needs a writable buffer to hand out a tensor that owns its data.
-    return torch.frombuffer(bytearray(raw[header:]), dtype=torch.uint8).reshape(shape)
+    values = torch.frombuffer(bytearray(raw[header:]), dtype=torch.uint8)
+    if itemsize > 1 and sys.byteorder == "little":
+        # IDX is big-endian: reverse the bytes of each value before reinterpreting them.
+        values = values.view(-1, itemsize).flip(-1).contiguous()
+    return values.view(dtype).reshape(shape)
 
 
 def load_mnist_split(folder: str | Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -87,6 +114,12 @@ def load_mnist_split(folder: str | Path, split: str) -> tuple[torch.Tensor, torc
     label_path = find_idx_file(folder, label_name)
     images = read_idx(image_path)
     labels = read_idx(label_path)
+    for path, values in ((image_path, images), (label_path, labels)):
+        if values.dtype != torch.uint8:
+            raise DataError(
+                f"MNIST file {path} must hold unsigned bytes (IDX type 0x08), got {values.dtype}: "
+                f"{_FIX}"
+            )
     if images.dim() != 3:
         raise DataError(f"MNIST file {image_path} must hold images (3 dimensions): {_FIX}")
     if labels.dim() != 1:

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dyna.functional._checks import check_choice, check_positive_int
+from dyna.functional._checks import check_choice, check_floating_tensor, check_positive_int
 
 CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
@@ -49,6 +49,9 @@ class RecurrentClassifier(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
+        if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            # nn.RNN would fail deep inside with "Only Tensors of floating point ... gradients".
+            raise TypeError(f"dtype must be a floating torch.dtype or None, got {dtype!r}")
         factory_kwargs: dict[str, Any] = {"device": device, "dtype": dtype}
         self.n_input = check_positive_int("n_input", n_input)
         self.n_hidden = check_positive_int("n_hidden", n_hidden)
@@ -67,8 +70,13 @@ class RecurrentClassifier(nn.Module):
         self.readout.reset_parameters()
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        if input.dim() != 3:
-            raise ValueError(f"input must be (B, T, n_input), got shape {tuple(input.shape)}")
+        check_floating_tensor("input", input)
+        # Checked here: nn.RNN reports a wrong width or an empty sequence with a RuntimeError.
+        if input.dim() != 3 or input.shape[-1] != self.n_input or input.shape[1] == 0:
+            raise ValueError(
+                f"input must be (B, T, n_input) with n_input={self.n_input} and T >= 1, "
+                f"got shape {tuple(input.shape)}"
+            )
         sequence, _ = self.recurrent(input)
         return self.readout(sequence[:, -1])
 
