@@ -12,6 +12,8 @@ the dynamic convolution (and no context), the baseline of the comparison;
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -66,7 +68,7 @@ class DynamicConvClassifier(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        factory_kwargs = {"device": device, "dtype": dtype}
+        factory_kwargs: dict[str, Any] = {"device": device, "dtype": dtype}
         self.in_channels = check_positive_int("in_channels", in_channels)
         self.n_output = check_positive_int("n_output", n_output)
         self.channels = _check_channels(channels)
@@ -144,7 +146,7 @@ class StaticConvClassifier(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        factory_kwargs = {"device": device, "dtype": dtype}
+        factory_kwargs: dict[str, Any] = {"device": device, "dtype": dtype}
         self.in_channels = check_positive_int("in_channels", in_channels)
         self.n_output = check_positive_int("n_output", n_output)
         self.channels = _check_channels(channels)

@@ -423,6 +423,8 @@ def main(argv: Sequence[str] | None = None) -> list[Run]:
                 )
                 if arguments.json:
                     save(arguments.json, runs, metadata)
+    if arguments.json:
+        save(arguments.json, runs, metadata)
     return runs
 
 
