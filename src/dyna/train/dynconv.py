@@ -278,6 +278,7 @@ def plot_curves(runs: Sequence[Run], path: str | Path) -> None:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
     except ImportError as error:  # pragma: no cover - depends on the environment
         raise ImportError(
             "plots need matplotlib: pip install matplotlib (a development dependency)"
@@ -290,12 +291,19 @@ def plot_curves(runs: Sequence[Run], path: str | Path) -> None:
     for axis, dataset in zip(axes[0], datasets, strict=True):
         for cell in (cell for cell in groups if cell.dataset == dataset):
             curve = [100 * value for value in cell.curve]
+            # Dashed: static; one colour per model in every panel.
             style = "-" if cell.model in ("delta", "mobius") else "--"
-            axis.plot(range(1, len(curve) + 1), curve, style, marker=".", label=cell.model)
+            color = f"C{list(MODELS).index(cell.model)}"
+            axis.plot(
+                range(1, len(curve) + 1), curve, style, marker=".", color=color, label=cell.model
+            )
         seeds = sorted({len(cell.runs) for cell in groups if cell.dataset == dataset})
+        plural = "" if seeds == [1] else "s"
         axis.set_title(
-            f"{DATASET_NAMES[dataset]} (mean of {'/'.join(map(str, seeds))} seeds)", fontsize=10
+            f"{DATASET_NAMES[dataset]} (mean of {'/'.join(map(str, seeds))} seed{plural})",
+            fontsize=10,
         )
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_xlabel("epoch", fontsize=9)
         axis.set_ylabel("test accuracy (%)", fontsize=9)
         axis.grid(alpha=0.3)
