@@ -3,6 +3,12 @@
 The model is :class:`~dyna.models.DynamicConvClassifier`: a static 3x3 convolution, then a
 dynamic 3x3 convolution whose kernels a Möbius (default) or Delta composer generates per image
 from a context computed from the image, then a linear readout of the global average.
+
+``--set conv=static`` trains the baseline, :class:`~dyna.models.StaticConvClassifier`: the same
+network with an ``nn.Conv2d`` in place of the dynamic convolution. Alone it keeps the channels
+(same shape, same convolution FLOPs, far fewer parameters); with ``--set match=delta`` or
+``match=mobius`` its channels are widened, in the configured ratio, to the parameter count of
+the dynamic network with that composer and the same settings.
 """
 
 from __future__ import annotations
@@ -23,7 +29,10 @@ from dyna.experiments.registry import (
     register,
 )
 from dyna.experiments.sequences import _limit
-from dyna.models import DynamicConvClassifier
+from dyna.models import DynamicConvClassifier, StaticConvClassifier, matched_static_channels
+
+CONVS = ("mobius", "delta", "static")
+MATCHES = ("none", "mobius", "delta")
 
 
 def _as_images(split: Split) -> Split:
@@ -50,14 +59,45 @@ def mnist_images(params: Mapping[str, Any], data_dir: Path | None) -> Dataset:
     return Dataset(train, test, 10, description=f"MNIST images from {data_dir}")
 
 
-def dynamic_conv_model(params: Mapping[str, Any], data: Dataset) -> DynamicConvClassifier:
-    return DynamicConvClassifier(
-        in_channels=data.train.inputs.shape[1],
-        n_output=data.num_classes,
+def dynamic_parameter_count(params: Mapping[str, Any], in_channels: int, n_output: int) -> int:
+    """Parameters of the dynamic network of these settings with the composer ``match``."""
+    # Built on the meta device: only the shapes are needed, no memory and no initialisation.
+    model = DynamicConvClassifier(
+        in_channels=in_channels,
+        n_output=n_output,
         channels=(params["channels1"], params["channels2"]),
         context_length=params["context_length"],
-        kind=params["conv"],
+        kind=params["match"],
         pool=params["pool"],
+        device="meta",
+    )
+    return sum(parameter.numel() for parameter in model.parameters())
+
+
+def dynamic_conv_model(
+    params: Mapping[str, Any], data: Dataset
+) -> DynamicConvClassifier | StaticConvClassifier:
+    in_channels, n_output = data.train.inputs.shape[1], data.num_classes
+    channels = (params["channels1"], params["channels2"])
+    if params["conv"] != "static":
+        if params["match"] != "none":
+            raise ConfigError(
+                f"match applies to conv=static only (it sizes the static baseline), got "
+                f"match={params['match']} with conv={params['conv']}"
+            )
+        return DynamicConvClassifier(
+            in_channels=in_channels,
+            n_output=n_output,
+            channels=channels,
+            context_length=params["context_length"],
+            kind=params["conv"],
+            pool=params["pool"],
+        )
+    if params["match"] != "none":
+        target = dynamic_parameter_count(params, in_channels, n_output)
+        channels = matched_static_channels(target, in_channels, n_output, channels)
+    return StaticConvClassifier(
+        in_channels=in_channels, n_output=n_output, channels=channels, pool=params["pool"]
     )
 
 
@@ -66,7 +106,17 @@ def _model_params(channels: tuple[int, int], pool: bool) -> dict[str, Param]:
         "channels1": Param(channels[0], "feature maps of the static convolution", minimum=1),
         "channels2": Param(channels[1], "feature maps of the dynamic convolution", minimum=1),
         "context_length": Param(8, "size of the kernel-generating context", minimum=1),
-        "conv": Param("mobius", "composer of the dynamic kernels", choices=("mobius", "delta")),
+        "conv": Param(
+            "mobius",
+            "composer of the dynamic kernels, or static: an nn.Conv2d of the same shape",
+            choices=CONVS,
+        ),
+        "match": Param(
+            "none",
+            "conv=static only: widen the static network to the parameter count of the "
+            "dynamic one with this composer (none: same channels)",
+            choices=MATCHES,
+        ),
         "pool": Param(pool, "2x2 max-pool after the static convolution"),
     }
 

@@ -5,10 +5,23 @@
   :class:`~dyna.module.HORNSeqNetwork` with ``batch_first=True``).
 - :class:`DynamicConvClassifier`: a small CNN whose second convolution is a dynamic one
   (:class:`~dyna.module.DynamicConv2DMobius` or :class:`~dyna.module.DynamicConv2DDelta`) with
-  kernels generated per image from a context computed from the image.
+  kernels generated per image from a context computed from the image;
+  :class:`StaticConvClassifier` is its static baseline (:func:`matched_static_channels` sizes
+  it to a dynamic network's parameter count).
 """
 
-from dyna.models.conv import DynamicConvClassifier
+from dyna.models.conv import (
+    DynamicConvClassifier,
+    StaticConvClassifier,
+    matched_static_channels,
+    static_parameter_count,
+)
 from dyna.models.recurrent import RecurrentClassifier
 
-__all__ = ["DynamicConvClassifier", "RecurrentClassifier"]
+__all__ = [
+    "DynamicConvClassifier",
+    "RecurrentClassifier",
+    "StaticConvClassifier",
+    "matched_static_channels",
+    "static_parameter_count",
+]

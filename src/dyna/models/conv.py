@@ -4,6 +4,10 @@ conv3x3(1 -> c1) -> ReLU -> [2x2 max-pool] -> dynamic conv3x3(c1 -> c2) -> ReLU 
 average -> linear. The context that generates the dynamic kernels is a linear map (with tanh)
 of the globally averaged first-layer features, so each image gets kernels derived from its own
 content, the idea of DyNA's dynamic convolutions.
+
+:class:`StaticConvClassifier` is the same network with an ordinary ``nn.Conv2d`` in place of
+the dynamic convolution (and no context), the baseline of the comparison;
+:func:`matched_static_channels` widens it to the parameter count of a dynamic one.
 """
 
 from __future__ import annotations
@@ -18,6 +22,13 @@ from dyna.functional._checks import check_bool, check_choice, check_positive_int
 from dyna.module import DynamicConv2DDelta, DynamicConv2DMobius
 
 KINDS = ("mobius", "delta")
+
+
+def _check_channels(channels: object) -> tuple[int, int]:
+    if not isinstance(channels, (tuple, list)) or len(channels) != 2:
+        raise TypeError(f"channels must be a pair of ints, got {channels!r}")
+    first, second = (check_positive_int("channels", c) for c in channels)
+    return first, second
 
 
 class DynamicConvClassifier(nn.Module):
@@ -60,9 +71,7 @@ class DynamicConvClassifier(nn.Module):
         factory_kwargs: dict[str, Any] = {"device": device, "dtype": dtype}
         self.in_channels = check_positive_int("in_channels", in_channels)
         self.n_output = check_positive_int("n_output", n_output)
-        if not isinstance(channels, (tuple, list)) or len(channels) != 2:
-            raise TypeError(f"channels must be a pair of ints, got {channels!r}")
-        self.channels = tuple(check_positive_int("channels", c) for c in channels)
+        self.channels = _check_channels(channels)
         self.context_length = check_positive_int("context_length", context_length)
         self.kind = check_choice("kind", kind, KINDS)
         self.pool = check_bool("pool", pool)
@@ -100,3 +109,113 @@ class DynamicConvClassifier(nn.Module):
             f"channels={self.channels}, context_length={self.context_length}, "
             f"kind={self.kind!r}, pool={self.pool}"
         )
+
+
+class StaticConvClassifier(nn.Module):
+    """:class:`DynamicConvClassifier` with a static second convolution: the baseline.
+
+    conv3x3(in_channels -> c1) -> ReLU -> [2x2 max-pool] -> conv3x3(c1 -> c2) -> ReLU ->
+    global average -> linear. With the same ``channels`` it has the dynamic network's shape and
+    convolution FLOPs; :func:`matched_static_channels` gives the channels that match a dynamic
+    network's parameter count instead.
+
+    Args:
+        in_channels: image channels (default 1).
+        n_output: classes (default 10).
+        channels: (c1, c2) feature maps of the two convolutions (default (16, 32)).
+        pool: 2x2 max-pool after the first convolution (default True).
+        device, dtype: factory arguments.
+
+    Shape:
+        - input: (B, in_channels, H, W).
+        - Output: logits (B, n_output).
+
+    Example:
+        >>> model = StaticConvClassifier(channels=(4, 8), pool=False)
+        >>> model(torch.rand(2, 1, 8, 8)).shape
+        torch.Size([2, 10])
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        n_output: int = 10,
+        channels: tuple[int, int] = (16, 32),
+        pool: bool = True,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        factory_kwargs: dict[str, Any] = {"device": device, "dtype": dtype}
+        self.in_channels = check_positive_int("in_channels", in_channels)
+        self.n_output = check_positive_int("n_output", n_output)
+        self.channels = _check_channels(channels)
+        self.pool = check_bool("pool", pool)
+        first, second = self.channels
+        self.conv = nn.Conv2d(self.in_channels, first, 3, padding=1, **factory_kwargs)
+        self.static_conv = nn.Conv2d(first, second, 3, padding=1, **factory_kwargs)
+        self.readout = nn.Linear(second, self.n_output, **factory_kwargs)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Re-initialise every layer with PyTorch's default initialisation."""
+        self.conv.reset_parameters()
+        self.static_conv.reset_parameters()
+        self.readout.reset_parameters()
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if input.dim() != 4:
+            raise ValueError(f"input must be (B, C, H, W), got shape {tuple(input.shape)}")
+        features = F.relu(self.conv(input))
+        if self.pool:
+            features = F.max_pool2d(features, 2)
+        features = F.relu(self.static_conv(features))
+        return self.readout(features.mean(dim=(2, 3)))
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_channels={self.in_channels}, n_output={self.n_output}, "
+            f"channels={self.channels}, pool={self.pool}"
+        )
+
+
+def static_parameter_count(in_channels: int, n_output: int, channels: tuple[int, int]) -> int:
+    """Parameters of a :class:`StaticConvClassifier` (the pool has none), in closed form.
+
+    Example:
+        >>> static_parameter_count(1, 10, (8, 16))
+        1418
+    """
+    first, second = _check_channels(channels)
+    in_channels = check_positive_int("in_channels", in_channels)
+    n_output = check_positive_int("n_output", n_output)
+    return (9 * in_channels + 1) * first + (9 * first + 1) * second + (second + 1) * n_output
+
+
+def matched_static_channels(
+    target: int, in_channels: int, n_output: int, channels: tuple[int, int]
+) -> tuple[int, int]:
+    """The widest-fitting static channels: scale ``channels`` keeping their ratio c2 / c1.
+
+    Returns the (c1, round(c1 * c2 / c1)) with c1 >= 1 whose parameter count is closest to
+    ``target`` (ties: the smaller network), so a static network can be compared with a dynamic
+    one of ``target`` parameters at equal size. The count grows with c1, so the search stops
+    once it passes ``target``.
+
+    Example:
+        >>> matched_static_channels(38036, 1, 10, (8, 16))
+        (45, 90)
+    """
+    target = check_positive_int("target", target)
+    first, second = _check_channels(channels)
+    ratio = second / first
+    best: tuple[int, tuple[int, int]] | None = None
+    width = 1
+    while True:
+        candidate = (width, max(1, round(width * ratio)))
+        count = static_parameter_count(in_channels, n_output, candidate)
+        if best is None or abs(count - target) < best[0]:
+            best = (abs(count - target), candidate)
+        if count >= target:
+            return best[1]
+        width += 1

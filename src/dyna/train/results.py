@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from dyna.train import continual
+from dyna.train import continual, dynconv
 from dyna.train.continual import ExperimentRow, format_table, load_results
 
 METRICS = (
@@ -198,6 +198,13 @@ SECTIONS: dict[str, Section] = {
         arguments=("--orders", "ci", "cdi", "cdid", "--models", "replay", "--buffer-size", "10"),
         run=continual.main,
         render=functools.partial(render_continual, plots=False),
+    ),
+    # Static against dynamic convolution; MNIST is read from $DYNA_MNIST.
+    "dynconv": Section(
+        name="dynconv",
+        arguments=("--datasets", "digits", "mnist", "--mnist-epochs", "3"),
+        run=dynconv.main,
+        render=dynconv.render,
     ),
 }
 
