@@ -220,6 +220,18 @@ def _parser() -> _Parser:
     evaluate.add_argument(
         "--batch-size", type=_positive_int, metavar="N", help="evaluation batch size"
     )
+    evaluate.add_argument(
+        "--noise",
+        type=_non_negative_float,
+        nargs="+",
+        default=[],
+        metavar="SIGMA",
+        help="also evaluate the test split with additive Gaussian input noise of these "
+        "standard deviations (one seeded draw, scaled per level; written to eval.json)",
+    )
+    evaluate.add_argument(
+        "--noise-seed", type=_seed, default=0, metavar="N", help="seed of the noise (default 0)"
+    )
 
     listing = commands.add_parser(
         "list",
@@ -564,6 +576,16 @@ def _eval(arguments: argparse.Namespace) -> int:
         loss, accuracy = evaluate(model, split, batch, context)
         result[f"{name}_loss"], result[f"{name}_accuracy"] = loss, accuracy
         print(f"{name}: loss {loss:.4f}, accuracy {100 * accuracy:.2f} % ({len(split)} samples)")
+    if arguments.noise:
+        from dyna.train.noise import noisy_splits
+
+        result["noise_seed"] = arguments.noise_seed
+        result["noise"] = []
+        noisy = noisy_splits(dataset.test, arguments.noise, arguments.noise_seed)
+        for sigma, split in zip(arguments.noise, noisy, strict=True):
+            loss, accuracy = evaluate(model, split, batch, context)
+            result["noise"].append({"sigma": sigma, "test_loss": loss, "test_accuracy": accuracy})
+            print(f"test, noise σ = {sigma:g}: loss {loss:.4f}, accuracy {100 * accuracy:.2f} %")
     run_folder = sidecar.parent.parent if sidecar.parent.name == "checkpoints" else sidecar.parent
     write_json_atomic(run_folder / "eval.json", result)
     return 0

@@ -10,6 +10,19 @@ Three data sets, each read one pixel per step (``n_input = 1``, pixels in [0, 1]
 
 Every (model, data) pair is one experiment, e.g. ``horn-digits`` or ``lstm-psmnist``; the
 baselines use the same hidden size as HORN.
+
+The MNIST HORN experiments also take the paper's two structural variants, which add no
+trainable parameters (both are drawn once from ``structure_seed`` and stay fixed):
+
+- ``heterogeneous=true``: per-unit ω ~ U[ω/2, 2ω] and γ ~ U[γ/2, 2γ] around the set values
+  (the reference code's heterogeneous example), α shared.
+- ``delays=uniform``: synaptic delays drawn from Uniform(``delay_low``, ``delay_high``) in the
+  time unit of ``dt`` (default 1 to 40, brainmass's sMNIST example at dt = 1 ms) and turned into
+  whole steps by ``ceil(delay / dt)``, so 2 to 40 steps. The delayed coupling has no recurrent
+  bias (brainmass's), which removes ``n`` parameters that the input bias makes redundant.
+
+``horn-smnist-hetero``, ``horn-smnist-delays`` and their ``psmnist`` twins are these variants
+under their own names.
 """
 
 from __future__ import annotations
@@ -32,6 +45,7 @@ from dyna.experiments.registry import (
     TrainingDefaults,
     register,
 )
+from dyna.functional import delay_steps
 from dyna.models import RecurrentClassifier
 from dyna.module import HORNSeqNetwork
 
@@ -97,16 +111,58 @@ def mnist_sequences(params: Mapping[str, Any], data_dir: Path | None) -> Dataset
     )
 
 
+def heterogeneous_dynamics(
+    omega: float, gamma: float, n_hidden: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-unit ω ~ U[ω/2, 2ω] and γ ~ U[γ/2, 2γ] (float64, ω drawn first), from ``seed``."""
+    generator = torch.Generator().manual_seed(seed)
+    spread = (
+        0.5 + 1.5 * torch.rand(2, n_hidden, generator=generator, dtype=torch.float64)
+    ).unbind()
+    return omega * spread[0], gamma * spread[1]
+
+
+def random_delays(n_hidden: int, low: float, high: float, dt: float, seed: int) -> torch.Tensor:
+    """An (n, n) int64 matrix of delays in steps: ``ceil(U(low, high) / dt)``, from ``seed``."""
+    # Its own generator, so switching heterogeneity on or off leaves the delays unchanged.
+    generator = torch.Generator().manual_seed(seed + 1)
+    times = low + (high - low) * torch.rand(
+        n_hidden, n_hidden, generator=generator, dtype=torch.float64
+    )
+    return delay_steps(times, dt)
+
+
 def horn_model(params: Mapping[str, Any], data: Dataset) -> HORNSeqNetwork:
     """One HORN layer with a linear readout of x_T (or the time average)."""
+    omega: float | torch.Tensor = params["omega"]
+    gamma: float | torch.Tensor = params["gamma"]
+    delay = None
+    if params.get("heterogeneous", False):
+        omega, gamma = heterogeneous_dynamics(
+            params["omega"], params["gamma"], params["n_hidden"], params["structure_seed"]
+        )
+    if params.get("delays", "none") == "uniform":
+        if params["delay_high"] < params["delay_low"]:
+            raise ConfigError(
+                f"--set delay_high={params['delay_high']} must be >= delay_low="
+                f"{params['delay_low']}"
+            )
+        delay = random_delays(
+            params["n_hidden"],
+            params["delay_low"],
+            params["delay_high"],
+            params["dt"],
+            params["structure_seed"],
+        )
     return HORNSeqNetwork(
         data.train.inputs.shape[-1],
         params["n_hidden"],
         data.num_classes,
         alpha=params["alpha"],
-        omega=params["omega"],
-        gamma=params["gamma"],
+        omega=omega,
+        gamma=gamma,
         dt=params["dt"],
+        delay=delay,
         batch_first=True,
         paper=params["paper"],
         readout=params["readout"],
@@ -140,6 +196,24 @@ def horn_params(
         "readout": Param(
             readout, "read x_T ('last') or its time average", choices=("last", "mean")
         ),
+    }
+
+
+def structure_params(heterogeneous: bool, delays: str) -> dict[str, Param]:
+    """The ``--set`` keys of HORN's structural variants (fixed draws, no trainable parameters)."""
+    return {
+        "heterogeneous": Param(
+            heterogeneous, "per-unit ω ~ U[ω/2, 2ω] and γ ~ U[γ/2, 2γ], drawn once, not trained"
+        ),
+        "delays": Param(
+            delays,
+            "synaptic delays: none, or uniform (U(delay_low, delay_high) in units of dt, "
+            "ceil to steps)",
+            choices=("none", "uniform"),
+        ),
+        "delay_low": Param(1.0, "smallest delay (time units of dt)", minimum=0.0),
+        "delay_high": Param(40.0, "largest delay (time units of dt)", minimum=0.0, maximum=1e4),
+        "structure_seed": Param(0, "seed of the heterogeneity and delay draws", minimum=0),
     }
 
 
@@ -179,7 +253,14 @@ SMNIST_TRAINING = TrainingDefaults(
 )
 
 
-def _declare(model: str, data: str) -> Experiment:
+VARIANTS = {
+    "": (False, "none", ""),
+    "hetero": (True, "none", ", heterogeneous ω and γ"),
+    "delays": (False, "uniform", ", random synaptic delays of 2-40 steps"),
+}
+
+
+def _declare(model: str, data: str, variant: str = "") -> Experiment:
     if data == "digits":
         params = dict(DIGITS_HORN if model == "horn" else baseline_params(64))
         params.update(digits_data_params())
@@ -188,6 +269,8 @@ def _declare(model: str, data: str) -> Experiment:
         what = "sklearn 8x8 digits pixel by pixel (T = 64)"
     else:
         params = dict(SMNIST_HORN if model == "horn" else baseline_params(32))
+        if model == "horn":
+            params.update(structure_params(*VARIANTS[variant][:2]))
         params.update(mnist_data_params(permuted=data == "psmnist"))
         training = SMNIST_TRAINING
         data_builder = mnist_sequences
@@ -199,8 +282,8 @@ def _declare(model: str, data: str) -> Experiment:
         )
     return register(
         Experiment(
-            name=f"{model}-{data}",
-            description=f"{label} on {what}",
+            name=f"{model}-{data}" + (f"-{variant}" if variant else ""),
+            description=f"{label} on {what}{VARIANTS[variant][2]}",
             params=params,
             data=data_builder,
             model=horn_model if model == "horn" else recurrent_model(model),
@@ -213,3 +296,6 @@ def _declare(model: str, data: str) -> Experiment:
 for _model in MODELS:
     for _data in DATA:
         _declare(_model, _data)
+for _data in ("smnist", "psmnist"):
+    for _variant in ("hetero", "delays"):
+        _declare("horn", _data, _variant)
