@@ -49,6 +49,7 @@ COVERED = {
     "SignalStabilizationCompressor",
     "SignalStabilizationCompressorMode",
     "Split",
+    "StaticConvClassifier",
     "TensorComposerDelta",
     "TensorComposerMobius",
     "accuracy_per_distribution",
@@ -72,6 +73,7 @@ COVERED = {
     "load_mnist",
     "log_proportional_error",
     "make_stream",
+    "matched_static_channels",
     "noisein",
     "noiseover",
     "psi",
@@ -80,6 +82,7 @@ COVERED = {
     "resize2d",
     "siglog",
     "siglog_parametric",
+    "static_parameter_count",
 }
 
 # ------------------------------------------------------------------------ bad-value strategies
@@ -888,6 +891,20 @@ CASES += cases_for(
 
 # ---------------------------------------------------------------------------------- models
 _model_dtype_bad = st.sampled_from(["float32", 3, torch.int64, torch.bool, torch.complex64])
+_bad_channel_pairs = st.one_of(
+    junk,
+    st.integers(),
+    one_of_values((2,), (2, 3, 4), (0, 3), (2, -1), (2, 1.5), (True, 3)),
+)
+# (B, 1, 8, 8) float32 is valid: wrong rank, channel count, size for the pool or dtype.
+_bad_images = one_of_values(
+    _x(1, 8, 8),
+    _x(8, 8),
+    _x(2, 1, 1, 8, 8),
+    _x(2, 3, 8, 8),
+    _x(2, 1, 1, 1),
+    _x(2, 1, 8, 8, dtype=torch.float64),
+)
 CASES += cases_for(
     "RecurrentClassifier",
     dyna.models.RecurrentClassifier,
@@ -921,24 +938,57 @@ CASES += cases_for(
     {
         "in_channels": BAD["positive_int"],
         "n_output": BAD["positive_int"],
-        "channels": st.one_of(
-            junk,
-            st.integers(),
-            one_of_values((2,), (2, 3, 4), (0, 3), (2, -1), (2, 1.5), (True, 3)),
-        ),
+        "channels": _bad_channel_pairs,
         "context_length": BAD["positive_int"],
         "kind": choice(["mobius", "delta"]),
         "pool": BAD["bool"],
-        # Integer and bool dtypes fail inside torch: see test_model_properties.py.
-        "dtype": st.sampled_from(["float32", 3, torch.complex64]),
+        "dtype": _model_dtype_bad,
     },
 )
 CASES += cases_for(
     "DynamicConvClassifier.forward",
     _forward(dyna.models.DynamicConvClassifier, "input"),
     lambda: {"channels": (2, 3), "context_length": 2, "input": _x(2, 1, 8, 8)},
-    # Only the rank is checked today: see test_model_properties.py for the other bad inputs.
-    {"input": one_of_values(_x(1, 8, 8), _x(8, 8), _x(2, 1, 1, 8, 8))},
+    {"input": st.one_of(tensor, _bad_images)},
+)
+CASES += cases_for(
+    "StaticConvClassifier",
+    dyna.models.StaticConvClassifier,
+    lambda: {"channels": (2, 3)},
+    {
+        "in_channels": BAD["positive_int"],
+        "n_output": BAD["positive_int"],
+        "channels": _bad_channel_pairs,
+        "pool": BAD["bool"],
+        "dtype": _model_dtype_bad,
+    },
+)
+CASES += cases_for(
+    "StaticConvClassifier.forward",
+    _forward(dyna.models.StaticConvClassifier, "input"),
+    lambda: {"channels": (2, 3), "input": _x(2, 1, 8, 8)},
+    {"input": st.one_of(tensor, _bad_images)},
+)
+CASES += cases_for(
+    "static_parameter_count",
+    dyna.models.static_parameter_count,
+    lambda: {"in_channels": 1, "n_output": 10, "channels": (8, 16)},
+    {
+        "in_channels": BAD["positive_int"],
+        "n_output": BAD["positive_int"],
+        "channels": _bad_channel_pairs,
+    },
+)
+CASES += cases_for(
+    "matched_static_channels",
+    dyna.models.matched_static_channels,
+    lambda: {"target": 38036, "in_channels": 1, "n_output": 10, "channels": (8, 16)},
+    {
+        "target": BAD["positive_int"],
+        "in_channels": BAD["positive_int"],
+        "n_output": BAD["positive_int"],
+        "channels": _bad_channel_pairs,
+    },
 )
 
 

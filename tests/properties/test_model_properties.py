@@ -12,7 +12,13 @@ from hypothesis import strategies as st
 
 import dyna.models
 
-COVERED = {"DynamicConvClassifier", "RecurrentClassifier"}
+COVERED = {
+    "DynamicConvClassifier",
+    "RecurrentClassifier",
+    "StaticConvClassifier",
+    "matched_static_channels",
+    "static_parameter_count",
+}
 
 FLOAT_DTYPES = [torch.float32, torch.float64, torch.bfloat16]
 
@@ -143,28 +149,88 @@ def test_dynamic_conv_classifier_gives_finite_logits_per_sample(
     torch.testing.assert_close(_copy_into_fresh(factory, model, seed).eval()(x), logits)
 
 
-def _conv_classifier_bad_calls():
+def _conv_classifier_bad_calls(kind):
     def forward(input):
-        return dyna.models.DynamicConvClassifier(channels=(2, 3), context_length=2)(input)
+        if kind == "static":
+            return dyna.models.StaticConvClassifier(channels=(2, 3))(input)
+        return dyna.models.DynamicConvClassifier(channels=(2, 3), context_length=2, kind=kind)(
+            input
+        )
 
+    model = (
+        dyna.models.StaticConvClassifier if kind == "static" else dyna.models.DynamicConvClassifier
+    )
     return {
         "channels": lambda: forward(torch.zeros(2, 3, 8, 8)),
         "dtype": lambda: forward(torch.zeros(2, 1, 8, 8, dtype=torch.float64)),
         "too_small_to_pool": lambda: forward(torch.zeros(2, 1, 1, 1)),
         "not_a_tensor": lambda: forward([[[[0.0]]]]),
-        "integer_dtype": lambda: dyna.models.DynamicConvClassifier(dtype=torch.int64),
+        "integer_dtype": lambda: model(dtype=torch.int64),
+        "bool_dtype": lambda: model(dtype=torch.bool),
     }
 
 
-@pytest.mark.xfail(
-    raises=(RuntimeError, AttributeError),
-    strict=True,
-    reason="DynamicConvClassifier checks only the rank of its input and not its dtype "
-    "argument: a wrong channel count, a dtype other than the weights', an image too small "
-    "for the 2x2 pool, a non-tensor input or an integer dtype fail deep in torch with a "
-    "RuntimeError or AttributeError",
-)
-@pytest.mark.parametrize("bad", sorted(_conv_classifier_bad_calls()))
-def test_dynamic_conv_classifier_rejects_bad_input(bad):
+@pytest.mark.parametrize("kind", ["mobius", "delta", "static"])
+@pytest.mark.parametrize("bad", sorted(_conv_classifier_bad_calls("static")))
+def test_conv_classifiers_reject_bad_input(kind, bad):
+    # Each of these used to fail deep in torch (RuntimeError or AttributeError).
     with pytest.raises((ValueError, TypeError), match=r"input|dtype"):
-        _conv_classifier_bad_calls()[bad]()
+        _conv_classifier_bad_calls(kind)[bad]()
+
+
+# ----------------------------------------------------------------------- StaticConvClassifier
+
+
+@given(
+    in_channels=st.integers(1, 3),
+    n_output=st.integers(1, 5),
+    channels=st.tuples(st.integers(1, 6), st.integers(1, 6)),
+    pool=st.booleans(),
+    batch=st.integers(1, 3),
+    size=st.tuples(st.integers(2, 9), st.integers(2, 9)),
+    dtype=dtypes,
+    seed=seeds,
+)
+def test_static_conv_classifier_gives_finite_logits_and_counts_its_parameters(
+    in_channels, n_output, channels, pool, batch, size, dtype, seed
+):
+    torch.manual_seed(seed)
+
+    def factory():
+        return dyna.models.StaticConvClassifier(
+            in_channels, n_output, channels, pool=pool, dtype=dtype
+        )
+
+    model = factory()
+    assert f"channels={channels}" in repr(model)
+    # The closed form counts exactly the trainable parameters.
+    assert dyna.models.static_parameter_count(in_channels, n_output, channels) == sum(
+        p.numel() for p in model.parameters()
+    )
+    x = _rand(seed, (batch, in_channels, *size), dtype)
+    logits = model(x)
+    assert logits.shape == (batch, n_output) and logits.dtype == dtype
+    assert torch.isfinite(logits).all()
+    if dtype == torch.float64:
+        torch.testing.assert_close(model(x[-1:]), logits[-1:], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(_copy_into_fresh(factory, model, seed)(x), logits)
+
+
+@given(
+    target=st.integers(1, 200_000),
+    in_channels=st.integers(1, 3),
+    n_output=st.integers(1, 10),
+    channels=st.tuples(st.integers(1, 8), st.integers(1, 16)),
+)
+def test_matched_static_channels_is_the_closest_width(target, in_channels, n_output, channels):
+    first, second = dyna.models.matched_static_channels(target, in_channels, n_output, channels)
+    ratio = channels[1] / channels[0]
+    assert first >= 1 and second == max(1, round(first * ratio))
+
+    def miss(width):
+        pair = (width, max(1, round(width * ratio)))
+        return abs(dyna.models.static_parameter_count(in_channels, n_output, pair) - target)
+
+    # No other width (the neighbours, and the smallest) comes closer to the target.
+    for other in {1, first - 1, first + 1} - {0}:
+        assert miss(first) <= miss(other)

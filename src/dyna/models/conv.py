@@ -18,7 +18,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dyna.functional._checks import check_bool, check_choice, check_positive_int
+from dyna.functional._checks import (
+    check_bool,
+    check_choice,
+    check_floating_tensor,
+    check_positive_int,
+)
 from dyna.module import DynamicConv2DDelta, DynamicConv2DMobius
 
 KINDS = ("mobius", "delta")
@@ -29,6 +34,30 @@ def _check_channels(channels: object) -> tuple[int, int]:
         raise TypeError(f"channels must be a pair of ints, got {channels!r}")
     first, second = (check_positive_int("channels", c) for c in channels)
     return first, second
+
+
+def _check_dtype(dtype: object) -> None:
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        # nn.Conv2d would fail deep inside on an integer or complex parameter.
+        raise TypeError(f"dtype must be a floating torch.dtype or None, got {dtype!r}")
+
+
+def _check_image(input: object, in_channels: int, dtype: torch.dtype, pool: bool) -> None:
+    """Raise unless ``input`` is a (B, in_channels, H, W) image batch of ``dtype`` the net takes."""
+    image = check_floating_tensor("input", input)
+    smallest = 2 if pool else 1
+    if (
+        image.dim() != 4
+        or image.shape[1] != in_channels
+        or image.shape[2] < smallest
+        or image.shape[3] < smallest
+    ):
+        raise ValueError(
+            f"input must be (B, C, H, W) with C={in_channels} and H, W >= {smallest}"
+            f"{' (the 2x2 max-pool)' if pool else ''}, got shape {tuple(image.shape)}"
+        )
+    if image.dtype != dtype:
+        raise TypeError(f"input must have the model's dtype {dtype}, got {image.dtype}")
 
 
 class DynamicConvClassifier(nn.Module):
@@ -68,6 +97,7 @@ class DynamicConvClassifier(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
+        _check_dtype(dtype)
         factory_kwargs: dict[str, Any] = {"device": device, "dtype": dtype}
         self.in_channels = check_positive_int("in_channels", in_channels)
         self.n_output = check_positive_int("n_output", n_output)
@@ -94,8 +124,7 @@ class DynamicConvClassifier(nn.Module):
         self.readout.reset_parameters()
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        if input.dim() != 4:
-            raise ValueError(f"input must be (B, C, H, W), got shape {tuple(input.shape)}")
+        _check_image(input, self.in_channels, self.readout.weight.dtype, self.pool)
         features = F.relu(self.conv(input))
         if self.pool:
             features = F.max_pool2d(features, 2)
@@ -146,6 +175,7 @@ class StaticConvClassifier(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
+        _check_dtype(dtype)
         factory_kwargs: dict[str, Any] = {"device": device, "dtype": dtype}
         self.in_channels = check_positive_int("in_channels", in_channels)
         self.n_output = check_positive_int("n_output", n_output)
@@ -164,8 +194,7 @@ class StaticConvClassifier(nn.Module):
         self.readout.reset_parameters()
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        if input.dim() != 4:
-            raise ValueError(f"input must be (B, C, H, W), got shape {tuple(input.shape)}")
+        _check_image(input, self.in_channels, self.readout.weight.dtype, self.pool)
         features = F.relu(self.conv(input))
         if self.pool:
             features = F.max_pool2d(features, 2)
