@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from dyna.train import continual, dynconv
+from dyna.train import continual, dynconv, horn_vs_rnns
 from dyna.train.continual import ExperimentRow, format_table, load_results
 
 METRICS = (
@@ -205,6 +205,14 @@ SECTIONS: dict[str, Section] = {
         arguments=("--datasets", "digits", "mnist", "--mnist-epochs", "3"),
         run=dynconv.main,
         render=dynconv.render,
+    ),
+    # HORN against tanh-RNN, GRU and LSTM on (permuted) pixel-by-pixel MNIST, and HORN's
+    # structural variants; MNIST is read from $DYNA_MNIST. Two single-threaded runs at a time.
+    "horn-vs-rnns": Section(
+        name="horn-vs-rnns",
+        arguments=("--jobs", "2"),
+        run=horn_vs_rnns.main,
+        render=horn_vs_rnns.render,
     ),
 }
 
