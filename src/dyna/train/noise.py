@@ -22,7 +22,7 @@ def noisy_splits(split: Split, sigmas: Sequence[float], seed: int) -> list[Split
     Args:
         split: the clean split; its inputs must be floating point.
         sigmas: noise standard deviations, finite and >= 0 (0 returns the clean inputs).
-        seed: seed of the noise draw, an int >= 0.
+        seed: seed of the noise draw, an int in [0, 2**64).
 
     Returns:
         One :class:`Split` per sigma, on the inputs' device and dtype; labels are shared.
@@ -33,7 +33,13 @@ def noisy_splits(split: Split, sigmas: Sequence[float], seed: int) -> list[Split
         >>> torch.allclose(2 * low.inputs, high.inputs)
         True
     """
+    if not isinstance(split, Split):
+        raise TypeError(f"split must be a Split, got {type(split).__name__}")
     seed = check_int("seed", seed, minimum=0)
+    if seed >= 2**64:  # the range of torch.Generator.manual_seed
+        raise ValueError(f"seed must be < 2**64, got {seed}")
+    if isinstance(sigmas, (str, bytes)) or not isinstance(sigmas, Sequence):
+        raise TypeError(f"sigmas must be a sequence of real numbers, got {type(sigmas).__name__}")
     levels = []
     for sigma in sigmas:
         if isinstance(sigma, bool) or not isinstance(sigma, (int, float)):
