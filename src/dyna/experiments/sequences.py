@@ -12,14 +12,19 @@ Every (model, data) pair is one experiment, e.g. ``horn-digits`` or ``lstm-psmni
 baselines use the same hidden size as HORN.
 
 The MNIST HORN experiments also take the paper's two structural variants, which add no
-trainable parameters (both are drawn once from ``structure_seed`` and stay fixed):
+trainable parameters (both are drawn once from ``structure_seed`` and stay fixed buffers):
 
-- ``heterogeneous=true``: per-unit ω ~ U[ω/2, 2ω] and γ ~ U[γ/2, 2γ] around the set values
-  (the reference code's heterogeneous example), α shared.
+- ``heterogeneous=true``: per-unit ω ~ U[ω/2, 2ω) and γ ~ U[γ/2, 2γ) around the set values
+  (the reference code's heterogeneous example), α shared. Same trainable parameters as the
+  homogeneous model.
 - ``delays=uniform``: synaptic delays drawn from Uniform(``delay_low``, ``delay_high``) in the
   time unit of ``dt`` (default 1 to 40, brainmass's sMNIST example at dt = 1 ms) and turned into
-  whole steps by ``ceil(delay / dt)``, so 2 to 40 steps. The delayed coupling has no recurrent
-  bias (brainmass's), which removes ``n`` parameters that the input bias makes redundant.
+  whole steps by ``ceil(delay / dt)``: whole steps in [ceil(delay_low / dt),
+  ceil(delay_high / dt)], so 2 to 40 steps at the defaults (1 step needs a draw within 1e-9 of
+  ``delay_low``, a chance of about 3e-11 per synapse). The delayed coupling has no recurrent
+  bias (brainmass's), so the model has ``n`` trainable parameters fewer than the homogeneous
+  one; the input bias, added at the same place, makes them redundant.
+- Both at once: the same ω, γ and delays as each variant alone (separate random streams).
 
 ``horn-smnist-hetero``, ``horn-smnist-delays`` and their ``psmnist`` twins are these variants
 under their own names.
@@ -114,7 +119,7 @@ def mnist_sequences(params: Mapping[str, Any], data_dir: Path | None) -> Dataset
 def heterogeneous_dynamics(
     omega: float, gamma: float, n_hidden: int, seed: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-unit ω ~ U[ω/2, 2ω] and γ ~ U[γ/2, 2γ] (float64, ω drawn first), from ``seed``."""
+    """Per-unit ω ~ U[ω/2, 2ω) and γ ~ U[γ/2, 2γ) (float64, ω drawn first), from ``seed``."""
     generator = torch.Generator().manual_seed(seed)
     spread = (
         0.5 + 1.5 * torch.rand(2, n_hidden, generator=generator, dtype=torch.float64)
@@ -123,7 +128,14 @@ def heterogeneous_dynamics(
 
 
 def random_delays(n_hidden: int, low: float, high: float, dt: float, seed: int) -> torch.Tensor:
-    """An (n, n) int64 matrix of delays in steps: ``ceil(U(low, high) / dt)``, from ``seed``."""
+    """An (n, n) int64 matrix of delays in steps: ``ceil(U(low, high) / dt)``, from ``seed``.
+
+    The steps lie in [ceil(low / dt), ceil(high / dt)] (:func:`~dyna.functional.delay_steps`
+    rounds quotients within 1e-9 of an integer to it); the lower end needs a draw within 1e-9
+    of ``low``, so at low = 1, high = 40, dt = 1 the delays are 2 to 40 steps almost surely.
+    The draw uses a generator seeded with ``seed + 1``, not the one of
+    :func:`heterogeneous_dynamics`.
+    """
     # Its own generator, so switching heterogeneity on or off leaves the delays unchanged.
     generator = torch.Generator().manual_seed(seed + 1)
     times = low + (high - low) * torch.rand(
@@ -213,7 +225,10 @@ def structure_params(heterogeneous: bool, delays: str) -> dict[str, Param]:
         ),
         "delay_low": Param(1.0, "smallest delay (time units of dt)", minimum=0.0),
         "delay_high": Param(40.0, "largest delay (time units of dt)", minimum=0.0, maximum=1e4),
-        "structure_seed": Param(0, "seed of the heterogeneity and delay draws", minimum=0),
+        # The delays' generator takes structure_seed + 1, which must fit torch's 64-bit seed.
+        "structure_seed": Param(
+            0, "seed of the heterogeneity and delay draws", minimum=0, maximum=2**32 - 1
+        ),
     }
 
 
@@ -231,9 +246,9 @@ def digits_data_params() -> dict[str, Param]:
 def mnist_data_params(permuted: bool) -> dict[str, Param]:
     return {
         "validation": Param(1000, "training images held out for validation", minimum=0),
-        "split_seed": Param(1, "seed of the validation hold-out", minimum=0),
+        "split_seed": Param(1, "seed of the validation hold-out", minimum=0, maximum=2**32 - 1),
         "permuted": Param(permuted, "apply one fixed permutation to the 784 steps"),
-        "permutation_seed": Param(1, "seed of the fixed permutation", minimum=0),
+        "permutation_seed": Param(1, "seed of the fixed permutation", minimum=0, maximum=2**32 - 1),
         "train_samples": Param(0, "use only the first N training images (0: all)", minimum=0),
         "test_samples": Param(0, "use only the first N test/validation images (0: all)", minimum=0),
     }

@@ -1,0 +1,35 @@
+"""A tiny MNIST folder of random 28x28 images written in the standard IDX format.
+
+For tests that run the sequential-MNIST experiments end to end in seconds without the real
+data set: the files have the real names, magic numbers and shapes.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import torch
+
+FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+def _idx(values: torch.Tensor) -> bytes:
+    magic = 0x00000801 if values.dim() == 1 else 0x00000803
+    header = struct.pack(f">I{values.dim()}I", magic, *values.shape)
+    return header + values.to(torch.uint8).contiguous().numpy().tobytes()
+
+
+def write_mnist_folder(folder: Path, n_train: int = 96, n_test: int = 48) -> Path:
+    """Write ``n_train``/``n_test`` random images with labels 0..9 in turn; returns ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    generator = torch.Generator().manual_seed(0)
+    for split, count in (("train", n_train), ("test", n_test)):
+        images = torch.randint(0, 256, (count, 28, 28), generator=generator)
+        labels = torch.arange(count) % 10
+        for name, values in zip(FILES[split], (images, labels), strict=True):
+            (folder / name).write_bytes(_idx(values))
+    return folder
