@@ -76,13 +76,19 @@ DATA_ENVIRONMENT = "DYNA_MNIST"
 
 @dataclass(frozen=True)
 class Plan:
-    """What to run: experiments, seeds, epochs and noise levels."""
+    """What to run: experiments, seeds, epochs and noise levels.
+
+    ``extra`` is appended to every training command (e.g. ``("--set", "train_samples=64")``
+    for a short run); it is empty for the published protocol and left out of the rendered
+    commands.
+    """
 
     experiments: tuple[str, ...]
     seeds: tuple[int, ...] = SEEDS
     epochs: int = EPOCHS
     noise: tuple[float, ...] = NOISE
     noise_seed: int = NOISE_SEED
+    extra: tuple[str, ...] = ()
 
     def run_name(self, experiment: str, seed: int) -> str:
         return f"{experiment}-s{seed}"
@@ -103,6 +109,7 @@ class Plan:
             "--quiet",
             "--out",
             f"{runs}/{self.run_name(experiment, seed)}",
+            *self.extra,
         ]
 
     def eval_command(self, experiment: str, seed: int, runs: str) -> list[str]:
@@ -119,6 +126,8 @@ class Plan:
 
 def experiments_of(tables: Sequence[str]) -> tuple[str, ...]:
     """The experiments of ``tables``, each once, in table order."""
+    if isinstance(tables, str):  # a lone name would be read letter by letter
+        raise TypeError(f"tables must be a sequence of table names, got str {tables!r}")
     unknown = sorted(set(tables) - set(TABLES))
     if unknown:
         raise ValueError(f"tables must be among {', '.join(TABLES)}, got {', '.join(unknown)}")
@@ -203,17 +212,23 @@ def _has_noise(folder: Path, plan: Plan) -> bool:
     if not path.is_file():
         return False
     levels = json.loads(path.read_text(encoding="utf-8")).get("noise", [])
-    return [level["sigma"] for level in levels] == list(plan.noise)
+    # The eval command passes each level as f"{sigma:g}": compare in that form, or a level
+    # such as 0.123456789 would never count as done.
+    return [f"{level['sigma']:g}" for level in levels] == [f"{sigma:g}" for sigma in plan.noise]
 
 
 def _dyna(arguments: list[str], log: Path) -> None:
     """Run ``dyna ARGS`` in a fresh interpreter (one thread each), appending to ``log``."""
+    # `dyna eval` has no --threads: without this it takes torch's default, and two such
+    # interpreters on two busy cores run the per-step ops many times slower than one thread.
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
     with log.open("a", encoding="utf-8") as stream:
         done = subprocess.run(
             [sys.executable, "-m", "dyna", *arguments[1:]],
             stdout=stream,
             stderr=subprocess.STDOUT,
             check=False,
+            env=environment,
         )
     if done.returncode != 0:
         raise RuntimeError(f"`{' '.join(arguments)}` failed (exit {done.returncode}); see {log}")
@@ -485,8 +500,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         parser.error(f"--epochs must be >= 1, got {arguments.epochs}")
     if arguments.jobs < 1:
         parser.error(f"--jobs must be >= 1, got {arguments.jobs}")
-    if any(seed < 0 for seed in arguments.seeds):
-        parser.error(f"--seeds must be >= 0, got {arguments.seeds}")
+    if any(not 0 <= seed < 2**31 for seed in arguments.seeds):  # what `dyna train --seed` takes
+        parser.error(f"--seeds must be >= 0 and < 2**31, got {arguments.seeds}")
+    if len(set(arguments.seeds)) != len(arguments.seeds):
+        # Two runs of one seed would train into the same folder.
+        parser.error(f"--seeds must be distinct, got {arguments.seeds}")
     plan = Plan(experiments_of(arguments.tables), tuple(arguments.seeds), arguments.epochs)
     runs = Path(arguments.runs)
     wall = None
