@@ -374,3 +374,13 @@ def test_run_plan_end_to_end(tmp_path):
     # A failing command names itself and the log.
     with pytest.raises(RuntimeError, match=r"`dyna train horn-smnist .*` failed \(exit 2\); see"):
         run_plan(Plan(("horn-smnist",), (2,), 1, (0.5,)), str(tmp_path / "none"), runs)
+
+
+def test_render_names_the_saved_noise_seed(tmp_path):
+    json_path = _saved(tmp_path)
+    saved = json.loads(json_path.read_text())
+    saved["metadata"]["noise_seed"] = 5
+    json_path.write_text(json.dumps(saved))
+    text = render(json_path, tmp_path, "", plots=False)
+    assert "(one draw, seed 5, shared by all models" in text
+    assert "--noise 0.1 0.2 0.4 --noise-seed 5\n```" in text

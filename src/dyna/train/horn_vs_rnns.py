@@ -419,7 +419,13 @@ def render(json_path: Path, figures_dir: Path, figures_prefix: str, *, plots: bo
     tables = metadata["tables"]
     epochs, noise = metadata["epochs"], metadata["noise"]
     grouped = _by_experiment(records)
-    plan = Plan(experiments_of(tables), tuple(metadata["seeds"]), epochs, tuple(noise))
+    plan = Plan(
+        experiments_of(tables),
+        tuple(metadata["seeds"]),
+        epochs,
+        tuple(noise),
+        metadata.get("noise_seed", NOISE_SEED),
+    )
     minutes = metadata["train_seconds"] / 60
     lines = [
         f"Produced by `{metadata['command']}` on {metadata['machine']} (torch "
