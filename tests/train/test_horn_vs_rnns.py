@@ -347,9 +347,13 @@ def test_finished_and_noise_checks(tmp_path):
     assert not hvr._has_noise(folder, plan)
     # eval.json holds the levels as parsed from the command line ("0.123457").
     levels = [{"sigma": sigma, "test_accuracy": 0.1} for sigma in (0.1, 0.123457)]
-    (folder / "eval.json").write_text(json.dumps({"noise": levels}))
+    (folder / "eval.json").write_text(json.dumps({"noise_seed": 0, "noise": levels}))
     assert hvr._has_noise(folder, plan)
     assert not hvr._has_noise(folder, Plan(("horn-smnist",), noise=(0.1,)))
+    # Noise of another seed is evaluated again.
+    assert not hvr._has_noise(folder, Plan(("horn-smnist",), noise=plan.noise, noise_seed=1))
+    (folder / "eval.json").write_text(json.dumps({"noise": levels}))
+    assert not hvr._has_noise(folder, plan)
 
 
 def test_run_plan_end_to_end(tmp_path):

@@ -211,7 +211,10 @@ def _has_noise(folder: Path, plan: Plan) -> bool:
     path = folder / "eval.json"
     if not path.is_file():
         return False
-    levels = json.loads(path.read_text(encoding="utf-8")).get("noise", [])
+    evaluation = json.loads(path.read_text(encoding="utf-8"))
+    levels = evaluation.get("noise", [])
+    if evaluation.get("noise_seed") != plan.noise_seed:
+        return False
     # The eval command passes each level as f"{sigma:g}": compare in that form, or a level
     # such as 0.123456789 would never count as done.
     return [f"{level['sigma']:g}" for level in levels] == [f"{sigma:g}" for sigma in plan.noise]
