@@ -388,3 +388,54 @@ def test_render_names_the_saved_noise_seed(tmp_path):
     text = render(json_path, tmp_path, "", plots=False)
     assert "(one draw, seed 5, shared by all models" in text
     assert "--noise 0.1 0.2 0.4 --noise-seed 5\n```" in text
+
+
+def test_format_table_adds_the_cpu_column_of_the_timing_runs(tmp_path):
+    records = collect(Plan(experiments_of(["structure"]), epochs=3), _records(tmp_path))
+    grouped = hvr._by_experiment(records)
+    timing = {"horn-smnist": {"cpu_seconds": 4.26, "wall_seconds": 9.0}}
+    table = format_table(hvr.TABLES["structure"], grouped, 3, (0.1,), timing).splitlines()
+    assert table[0].endswith("| s / epoch | CPU s / epoch, alone |")
+    assert table[1] == "|---" * 11 + "|"
+    assert table[2].endswith("| 20 ± 10 | 4.3 |")
+    # An experiment without a timing record shows a dash.
+    assert table[3].endswith("| 10 | – |")
+
+
+def test_time_epoch_measures_one_epoch_alone_and_keeps_the_record(tmp_path):
+    data = write_mnist_folder(tmp_path / "mnist")
+    runs = tmp_path / "runs"
+    plan = Plan(("horn-smnist",), seeds=(1,), epochs=1, extra=SMALL)
+    timing = hvr.time_plan(plan, str(data), runs)
+    record = timing["horn-smnist"]
+    # The child's own CPU time: positive, and at most its wall time (one thread, plus slack
+    # for the kernel's accounting granularity).
+    assert 0.0 < record["cpu_seconds"] <= 1.5 * record["wall_seconds"] + 0.1
+    run = runs / "timing" / "horn-smnist-s1"
+    rows = (run / "metrics" / "epochs.csv").read_text().splitlines()
+    assert len(rows) == 2  # header + one epoch
+    assert json.loads((run / "config.json").read_text())["params"]["train_samples"] == 64
+    saved = runs / "timing" / "horn-smnist-s1.json"
+    assert json.loads(saved.read_text()) == record
+    # Kept: a second call measures nothing and returns the saved record.
+    before = saved.stat().st_mtime_ns
+    assert hvr.time_plan(plan, str(data), runs) == timing
+    assert saved.stat().st_mtime_ns == before
+    # save() carries it into the results, and render() shows the column and explains it.
+    json_path = tmp_path / "horn-vs-rnns.json"
+    save(plan, ["smnist"], runs, json_path, "python -m dyna.train.horn_vs_rnns X")
+    assert json.loads(json_path.read_text())["timing"] == timing
+    # A failing timing run names its command and log.
+    with pytest.raises(RuntimeError, match=r"`dyna train horn-smnist .*` failed \(exit 2\); see"):
+        hvr.time_epoch("horn-smnist", str(tmp_path / "none"), tmp_path / "other")
+
+
+def test_render_explains_the_cpu_column_only_when_timed(tmp_path):
+    json_path = _saved(tmp_path)
+    assert "CPU s / epoch" not in render(json_path, tmp_path, "results/", plots=False)
+    saved = json.loads(json_path.read_text())
+    saved["timing"] = {"horn-smnist": {"cpu_seconds": 4.0, "wall_seconds": 5.0}}
+    json_path.write_text(json.dumps(saved))
+    block = render(json_path, tmp_path, "results/", plots=False)
+    assert "*CPU s / epoch, alone*: the CPU time (user + system)" in block
+    assert "| 4.0 |" in block

@@ -263,6 +263,72 @@ def run_plan(plan: Plan, data: str, runs: Path, jobs: int = 1) -> float:
     return time.perf_counter() - start
 
 
+TIMING_SEED = 1
+
+
+def time_epoch(
+    experiment: str, data: str, runs: Path, extra: tuple[str, ...] = ()
+) -> dict[str, float]:
+    """CPU and wall seconds of one single-threaded epoch of ``experiment``, run alone.
+
+    The run's own wall times (the ``s / epoch`` column) depend on what else the machine ran;
+    the CPU time of a single-threaded process hardly does, so it is the fair comparison of the
+    models' costs. One ``dyna train EXPERIMENT --epochs 1`` into ``RUNS/timing/EXPERIMENT``,
+    whose CPU time (user + system, from the kernel's accounting of the finished child) covers
+    the interpreter's start, reading MNIST and one epoch with its validation and test
+    evaluation. The record is kept beside that folder (``EXPERIMENT-sSEED.json``) and reused.
+    ``extra`` is appended to the training command, as :attr:`Plan.extra`.
+    """
+    timing_plan = Plan((experiment,), (TIMING_SEED,), 1, extra=extra)
+    folder = runs / "timing" / timing_plan.run_name(experiment, TIMING_SEED)
+    record_path = folder.parent / f"{folder.name}.json"
+    if record_path.is_file():
+        saved: dict[str, float] = json.loads(record_path.read_text(encoding="utf-8"))
+        return saved
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    timing_runs = folder.parent.as_posix()
+    command = [*timing_plan.train_command(experiment, TIMING_SEED, data, timing_runs)[1:]]
+    command.append("--overwrite")
+    log = folder.parent / f"{folder.name}.log"
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    start = time.perf_counter()
+    with log.open("a", encoding="utf-8") as stream:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "dyna", *command],
+            stdout=stream,
+            stderr=subprocess.STDOUT,
+            env=environment,
+        )
+        _, status, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - start
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:
+        raise RuntimeError(
+            f"`dyna {' '.join(command)}` failed (exit {child.returncode}); see {log}"
+        )
+    record = {"cpu_seconds": usage.ru_utime + usage.ru_stime, "wall_seconds": wall}
+    write_json_atomic(record_path, record)
+    return record
+
+
+def time_plan(plan: Plan, data: str, runs: Path) -> dict[str, dict[str, float]]:
+    """:func:`time_epoch` for every experiment of ``plan``, one after the other."""
+    return {
+        experiment: time_epoch(experiment, data, runs, plan.extra)
+        for experiment in plan.experiments
+    }
+
+
+def _saved_timing(plan: Plan, runs: Path) -> dict[str, dict[str, float]]:
+    """The :func:`time_epoch` records already under ``runs`` (none measured here)."""
+    timing = {}
+    for experiment in plan.experiments:
+        path = runs / "timing" / f"{plan.run_name(experiment, TIMING_SEED)}.json"
+        if path.is_file():
+            timing[experiment] = json.loads(path.read_text(encoding="utf-8"))
+    return timing
+
+
 def save(
     plan: Plan,
     tables: Sequence[str],
@@ -288,6 +354,7 @@ def save(
             "python": platform.python_version(),
         },
         "runs": records,
+        "timing": _saved_timing(plan, runs),
     }
     json_path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(json_path, result)
@@ -335,14 +402,20 @@ def format_table(
     grouped: dict[str, list[dict[str, Any]]],
     epochs: int,
     noise: Sequence[float],
+    timing: dict[str, dict[str, float]] | None = None,
 ) -> str:
-    """One Markdown table: a row per experiment with its runs, mean ± std over seeds."""
+    """One Markdown table: a row per experiment with its runs, mean ± std over seeds.
+
+    With ``timing`` (experiment -> :func:`time_epoch` record) a last column gives the CPU
+    seconds of one epoch measured alone ("–" for an experiment without a record).
+    """
     marks = sorted({1, 2, epochs})
     header = (
         ["model", "params", "seeds", "test @ best val", f"test @ epoch {epochs}"]
         + [f"after {mark} ep" for mark in marks]
         + [f"noise σ={sigma:g}" for sigma in noise]
         + ["s / epoch"]
+        + (["CPU s / epoch, alone"] if timing is not None else [])
     )
     lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for experiment in experiments:
@@ -360,6 +433,9 @@ def format_table(
         cells += [_cell([_epoch_accuracy(record, mark) for record in runs]) for mark in marks]
         cells += [_cell([record["noise"].get(f"{sigma:g}") for record in runs]) for sigma in noise]
         cells.append(_cell([record["seconds_per_epoch"] for record in runs], scale=1, digits=0))
+        if timing is not None:
+            measured = timing.get(experiment)
+            cells.append(f"{measured['cpu_seconds']:.1f}" if measured else "–")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -430,10 +506,19 @@ def render(json_path: Path, figures_dir: Path, figures_prefix: str, *, plots: bo
         metadata.get("noise_seed", NOISE_SEED),
     )
     minutes = metadata["train_seconds"] / 60
+    timing = saved.get("timing") or None
+    alone = (
+        f" *CPU s / epoch, alone*: the CPU time (user + system) of a separate single-threaded "
+        f"one-epoch run of seed {TIMING_SEED} (`--epochs 1`), the interpreter's start, reading "
+        f"MNIST and the evaluations included; unlike the wall times it does not depend on what "
+        f"else the machine was running, so it compares the models' costs."
+        if timing
+        else ""
+    )
     lines = [
         f"Produced by `{metadata['command']}` on {metadata['machine']} (torch "
         f"{metadata['torch']}), every run single-threaded: {len(records)} runs, "
-        f"{minutes:.0f} min of training (the sum of the runs' wall times, two at a time). "
+        f"{minutes:.0f} min of training (the sum of the runs' wall times). "
         f"Accuracies in % on the 2,000 test digits, mean ± sample standard deviation over the "
         f"seeds listed; {epochs} epochs per run. *test @ best val*: the test accuracy at the "
         f"epoch of best validation accuracy (the recipe's number); *test @ epoch {epochs}*: at "
@@ -441,14 +526,15 @@ def render(json_path: Path, figures_dir: Path, figures_prefix: str, *, plots: bo
         f"model on the test digits plus Gaussian noise of that standard deviation on every pixel "
         f"(one draw, seed {metadata['noise_seed']}, shared by all models and levels; no "
         f"clipping); *s / epoch*: wall time of an epoch including its evaluation of the 1,000 "
-        f"validation and 2,000 test sequences, on a shared machine.",
+        f"validation and 2,000 test sequences, on a machine shared with other jobs (one to "
+        f"three at a time).{alone}",
         "",
     ]
     for table in tables:
         if not any(name in grouped for name in TABLES[table]):
             continue
         lines += [f"**{TITLES[table]}**", ""]
-        lines += [format_table(TABLES[table], grouped, epochs, noise), ""]
+        lines += [format_table(TABLES[table], grouped, epochs, noise, timing), ""]
     if plots and records:
         name = f"{Path(json_path).stem}.png"
         _plot(tables, grouped, epochs, Path(figures_dir) / name)
@@ -521,6 +607,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         if not arguments.data:
             parser.error(f"--data DIR (or ${DATA_ENVIRONMENT}) is needed to train")
         wall = run_plan(plan, arguments.data, runs, arguments.jobs)
+        time_plan(plan, arguments.data, runs)
     command = f"python -m dyna.train.horn_vs_rnns --data MNIST_DIR --runs {arguments.runs}"
     if arguments.tables != list(TABLES):
         command += " --tables " + " ".join(arguments.tables)
