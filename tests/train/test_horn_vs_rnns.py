@@ -74,7 +74,7 @@ def _fake_run(
 
 def test_protocol_constants_are_the_published_ones():
     # Long runs elsewhere render with these: they must not drift.
-    assert (hvr.EPOCHS, hvr.SEEDS, hvr.NOISE, hvr.NOISE_SEED) == (5, (1, 2, 3), (0.1, 0.2, 0.4), 0)
+    assert (hvr.EPOCHS, hvr.SEEDS, hvr.NOISE, hvr.NOISE_SEED) == (10, (1, 2, 3), (0.1, 0.2, 0.4), 0)
     assert list(hvr.TABLES) == ["smnist", "psmnist", "structure"]
     assert set(hvr.LABELS) == {name for names in hvr.TABLES.values() for name in names}
     assert SECTIONS["horn-vs-rnns"].arguments == ("--jobs", "2")
@@ -106,11 +106,11 @@ def test_every_planned_experiment_is_registered():
 def test_plan_commands():
     plan = Plan(("horn-smnist",))
     assert (plan.seeds, plan.epochs, plan.noise, plan.noise_seed, plan.extra) == (
-        (1, 2, 3), 5, (0.1, 0.2, 0.4), 0, ()
+        (1, 2, 3), 10, (0.1, 0.2, 0.4), 0, ()
     )  # fmt: skip
     assert plan.run_name("gru-psmnist", 2) == "gru-psmnist-s2"
     assert plan.train_command("gru-psmnist", 2, "MNIST", "runs/x") == [
-        "dyna", "train", "gru-psmnist", "--data", "MNIST", "--epochs", "5", "--seed", "2",
+        "dyna", "train", "gru-psmnist", "--data", "MNIST", "--epochs", "10", "--seed", "2",
         "--threads", "1", "--quiet", "--out", "runs/x/gru-psmnist-s2",
     ]  # fmt: skip
     assert plan.eval_command("gru-psmnist", 2, "runs/x") == [
@@ -215,11 +215,11 @@ def test_format_table_hand_checked(tmp_path):
         "| 10 |"
     )
     assert len(table) == 4
-    # Runs that differ in parameter count show every count; epochs = 1 marks epochs 1 and 2.
+    # Runs that differ in parameter count show every count; epochs = 1 marks epoch 1 only.
     mixed = {"horn-smnist": [dict(grouped["horn-smnist"][0]), dict(grouped["horn-smnist"][1])]}
     mixed["horn-smnist"][1]["parameters"] = 78
     row = format_table(["horn-smnist"], mixed, 1, ()).splitlines()
-    assert row[0].endswith("| after 1 ep | after 2 ep | s / epoch |")
+    assert row[0].endswith("| test @ epoch 1 | after 1 ep | s / epoch |")
     assert row[2].startswith("| HORN | 78/1,450 | 1,2 |")
 
 
@@ -439,3 +439,12 @@ def test_render_explains_the_cpu_column_only_when_timed(tmp_path):
     block = render(json_path, tmp_path, "results/", plots=False)
     assert "*CPU s / epoch, alone*: the CPU time (user + system)" in block
     assert "| 4.0 |" in block
+
+
+def test_format_table_marks_epochs_one_two_five_and_the_last(tmp_path):
+    records = collect(Plan(experiments_of(["structure"]), epochs=3), _records(tmp_path))
+    grouped = hvr._by_experiment(records)
+    header = format_table(["horn-smnist"], grouped, 10, ()).splitlines()[0]
+    assert "| after 1 ep | after 2 ep | after 5 ep | after 10 ep | s / epoch |" in header
+    header = format_table(["horn-smnist"], grouped, 4, ()).splitlines()[0]
+    assert "| after 1 ep | after 2 ep | after 4 ep | s / epoch |" in header
