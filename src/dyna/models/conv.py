@@ -72,8 +72,10 @@ class DynamicConvClassifier(nn.Module):
         kind: ``"mobius"`` (default) or ``"delta"``: the composer of the dynamic convolution.
         pool: 2x2 max-pool after the first convolution (default True; off for 8x8 images
             keeps the resolution).
-        device, dtype: factory arguments (the dynamic convolution's weights use ``dtype``,
-            default the global default, instead of its own bfloat16 default).
+        device: factory argument: where the parameters live.
+        dtype: factory argument: the parameters' floating dtype (default the global default;
+            the dynamic convolution's weights use it too, instead of their own bfloat16
+            default).
 
     Shape:
         - input: (B, in_channels, H, W).
@@ -153,7 +155,8 @@ class StaticConvClassifier(nn.Module):
         n_output: classes (default 10).
         channels: (c1, c2) feature maps of the two convolutions (default (16, 32)).
         pool: 2x2 max-pool after the first convolution (default True).
-        device, dtype: factory arguments.
+        device: factory argument: where the parameters live.
+        dtype: factory argument: the parameters' floating dtype.
 
     Shape:
         - input: (B, in_channels, H, W).

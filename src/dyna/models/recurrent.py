@@ -26,7 +26,8 @@ class RecurrentClassifier(nn.Module):
         n_output: classes (readout features).
         cell: ``"rnn"`` (tanh), ``"gru"`` or ``"lstm"`` (default ``"lstm"``).
         num_layers: stacked recurrent layers (default 1).
-        device, dtype: factory arguments.
+        device: factory argument: where the parameters live.
+        dtype: factory argument: the parameters' floating dtype.
 
     Shape:
         - input: (B, T, n_input).
