@@ -60,6 +60,15 @@ def _check_image(input: object, in_channels: int, dtype: torch.dtype, pool: bool
         raise TypeError(f"input must have the model's dtype {dtype}, got {image.dtype}")
 
 
+def _first_stage(
+    input: torch.Tensor, conv: nn.Conv2d, dtype: torch.dtype, pool: bool
+) -> torch.Tensor:
+    """Both classifiers' shared start: check the image, conv3x3 -> ReLU -> [2x2 max-pool]."""
+    _check_image(input, conv.in_channels, dtype, pool)
+    features = F.relu(conv(input))
+    return F.max_pool2d(features, 2) if pool else features
+
+
 class DynamicConvClassifier(nn.Module):
     """Static convolution, then a dynamic one (Möbius or Delta composer), then a linear readout.
 
@@ -126,10 +135,7 @@ class DynamicConvClassifier(nn.Module):
         self.readout.reset_parameters()
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        _check_image(input, self.in_channels, self.readout.weight.dtype, self.pool)
-        features = F.relu(self.conv(input))
-        if self.pool:
-            features = F.max_pool2d(features, 2)
+        features = _first_stage(input, self.conv, self.readout.weight.dtype, self.pool)
         context = torch.tanh(self.context(features.mean(dim=(2, 3))))
         features = F.relu(self.dynamic_conv(features, context))
         return self.readout(features.mean(dim=(2, 3)))
@@ -197,11 +203,9 @@ class StaticConvClassifier(nn.Module):
         self.readout.reset_parameters()
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        _check_image(input, self.in_channels, self.readout.weight.dtype, self.pool)
-        features = F.relu(self.conv(input))
-        if self.pool:
-            features = F.max_pool2d(features, 2)
-        features = F.relu(self.static_conv(features))
+        features = F.relu(
+            self.static_conv(_first_stage(input, self.conv, self.readout.weight.dtype, self.pool))
+        )
         return self.readout(features.mean(dim=(2, 3)))
 
     def extra_repr(self) -> str:

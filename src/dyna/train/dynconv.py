@@ -273,16 +273,11 @@ def command_pattern(run: Run) -> str:
 
 def plot_curves(runs: Sequence[Run], path: str | Path) -> None:
     """Test accuracy after each epoch, mean over the seeds, one panel per data set (PNG)."""
-    try:
-        import matplotlib
+    from dyna.train.results import _pyplot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        from matplotlib.ticker import MaxNLocator
-    except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "plots need matplotlib: pip install matplotlib (a development dependency)"
-        ) from error
+    plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     groups = cells(runs)
     datasets = list(dict.fromkeys(cell.dataset for cell in groups))
     figure, axes = plt.subplots(
