@@ -6,30 +6,38 @@ data set: the files have the real names, magic numbers and shapes.
 
 from __future__ import annotations
 
+import gzip
 import struct
 from pathlib import Path
 
 import torch
 
-FILES = {
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-}
+from dyna.data.mnist import FILES
 
 
-def _idx(values: torch.Tensor) -> bytes:
+def idx_bytes(values: torch.Tensor) -> bytes:
+    """``values`` as an unsigned-byte IDX file: magic 0x801 (1-D) or 0x803 (3-D), big-endian."""
     magic = 0x00000801 if values.dim() == 1 else 0x00000803
     header = struct.pack(f">I{values.dim()}I", magic, *values.shape)
     return header + values.to(torch.uint8).contiguous().numpy().tobytes()
 
 
-def write_mnist_folder(folder: Path, n_train: int = 96, n_test: int = 48) -> Path:
-    """Write ``n_train``/``n_test`` random images with labels 0..9 in turn; returns ``folder``."""
+def write_mnist_folder(
+    folder: Path, n_train: int = 96, n_test: int = 48, *, gz: bool = False
+) -> Path:
+    """Write ``n_train``/``n_test`` random images with labels 0..9 in turn; returns ``folder``.
+
+    ``gz`` writes every file gzipped, with the ``.gz`` suffix.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     generator = torch.Generator().manual_seed(0)
     for split, count in (("train", n_train), ("test", n_test)):
         images = torch.randint(0, 256, (count, 28, 28), generator=generator)
         labels = torch.arange(count) % 10
         for name, values in zip(FILES[split], (images, labels), strict=True):
-            (folder / name).write_bytes(_idx(values))
+            data = idx_bytes(values)
+            if gz:
+                (folder / f"{name}.gz").write_bytes(gzip.compress(data))
+            else:
+                (folder / name).write_bytes(data)
     return folder

@@ -1,6 +1,5 @@
 """The IDX reader: tiny files written here (plain and gzipped), every error, the real MNIST-10k."""
 
-import gzip
 import os
 import struct
 from pathlib import Path
@@ -8,8 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from dyna.data.mnist import FILES, load_mnist, load_mnist_split, read_idx
+from dyna.data.mnist import load_mnist, load_mnist_split, read_idx
 from dyna.data.split import DataError
+from tests.fake_mnist import idx_bytes, write_mnist_folder
 
 # The MNIST-10k folder shared beside the repository, or the folder named by DYNA_MNIST.
 MNIST_10K = Path(
@@ -19,24 +19,8 @@ MNIST_10K = Path(
 )
 
 
-def _idx(values: torch.Tensor) -> bytes:
-    magic = 0x00000801 if values.dim() == 1 else 0x00000803
-    header = struct.pack(f">I{values.dim()}I", magic, *values.shape)
-    return header + bytes(values.to(torch.uint8).flatten().tolist())
-
-
 def _write_folder(folder: Path, *, gz: bool, n_train: int = 5, n_test: int = 3) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    generator = torch.Generator().manual_seed(0)
-    for split, count in (("train", n_train), ("test", n_test)):
-        images = torch.randint(0, 256, (count, 28, 28), generator=generator)
-        labels = torch.arange(count) % 10
-        for name, values in zip(FILES[split], (images, labels), strict=True):
-            data = _idx(values)
-            if gz:
-                (folder / f"{name}.gz").write_bytes(gzip.compress(data))
-            else:
-                (folder / name).write_bytes(data)
+    write_mnist_folder(folder, n_train, n_test, gz=gz)
 
 
 @pytest.mark.parametrize("gz", [False, True])
@@ -83,7 +67,7 @@ def test_bad_magic_truncation_and_disagreeing_counts(tmp_path):
         read_idx(gz)
     _write_folder(tmp_path / "mnist", gz=False, n_train=5)
     labels = tmp_path / "mnist" / "train-labels-idx1-ubyte"
-    labels.write_bytes(_idx(torch.arange(4)))
+    labels.write_bytes(idx_bytes(torch.arange(4)))
     with pytest.raises(DataError, match="5 images but 4 labels"):
         load_mnist(tmp_path / "mnist")
 

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from dyna.data.digits import load_digits_split
-from dyna.data.mnist import load_mnist
 from dyna.data.split import Split
 from dyna.experiments.registry import (
     ConfigError,
@@ -28,7 +27,7 @@ from dyna.experiments.registry import (
     TrainingDefaults,
     register,
 )
-from dyna.experiments.sequences import _limit
+from dyna.experiments.sequences import _limit, read_mnist
 from dyna.models import DynamicConvClassifier, StaticConvClassifier, matched_static_channels
 
 CONVS = ("mobius", "delta", "static")
@@ -48,12 +47,7 @@ def digits_images(params: Mapping[str, Any], data_dir: Path | None) -> Dataset:
 
 
 def mnist_images(params: Mapping[str, Any], data_dir: Path | None) -> Dataset:
-    if data_dir is None:
-        raise ConfigError(
-            "this experiment reads MNIST: pass --data DIR, a folder with the four standard "
-            "MNIST IDX files (train-images-idx3-ubyte[.gz], ...)"
-        )
-    train, test = load_mnist(data_dir)
+    train, test = read_mnist(data_dir)
     train = _as_images(_limit(train, params["train_samples"]))
     test = _as_images(_limit(test, params["test_samples"]))
     return Dataset(train, test, 10, description=f"MNIST images from {data_dir}")

@@ -72,6 +72,16 @@ def _limit(split: Split, count: int) -> Split:
     return split if count == 0 or count >= len(split) else split.subset(torch.arange(count))
 
 
+def read_mnist(data_dir: Path | None) -> tuple[Split, Split]:
+    """The (train, test) splits of the MNIST folder ``--data`` names; a usage error without one."""
+    if data_dir is None:
+        raise ConfigError(
+            "this experiment reads MNIST: pass --data DIR, a folder with the four standard "
+            "MNIST IDX files (train-images-idx3-ubyte[.gz], ...)"
+        )
+    return load_mnist(data_dir)
+
+
 def digits_sequences(params: Mapping[str, Any], data_dir: Path | None) -> Dataset:
     """The 8x8 digits as 64-step pixel sequences."""
     train, test = load_digits_split(test_fraction=0.2, seed=params["split_seed"])
@@ -85,12 +95,7 @@ def digits_sequences(params: Mapping[str, Any], data_dir: Path | None) -> Datase
 
 def mnist_sequences(params: Mapping[str, Any], data_dir: Path | None) -> Dataset:
     """MNIST as 784-step pixel sequences, with a validation hold-out and optional permutation."""
-    if data_dir is None:
-        raise ConfigError(
-            "this experiment reads MNIST: pass --data DIR, a folder with the four standard "
-            "MNIST IDX files (train-images-idx3-ubyte[.gz], ...)"
-        )
-    train, test = load_mnist(data_dir)
+    train, test = read_mnist(data_dir)
     order = None
     if params["permuted"]:
         generator = torch.Generator().manual_seed(params["permutation_seed"])
