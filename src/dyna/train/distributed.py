@@ -8,6 +8,7 @@ is a single process and nothing is initialised.
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass, field
 
@@ -69,9 +70,21 @@ def setup(device: str | None = None) -> Context:
     return Context(rank, world_size, local_rank, resolved)
 
 
-def teardown(context: Context) -> None:
-    if context.distributed and dist.is_initialized():
-        dist.destroy_process_group()
+def teardown(context: Context, *, finished: bool = True) -> None:
+    """Leave the process group; ``finished``: every rank got here without an error.
+
+    A finished run first waits for the other ranks, so that no process tears down its gloo
+    threads while another still talks to it. Then it collects the DDP wrapper, whose hooks form
+    a reference cycle that holds the process group: left to interpreter shutdown, its worker
+    threads are destroyed while still joinable and the process aborts.
+    """
+    if not (context.distributed and dist.is_initialized()):
+        return
+    if finished:
+        dist.barrier()
+    gc.collect()
+    dist.destroy_process_group()
+    gc.collect()
 
 
 def wrap(model: nn.Module, context: Context) -> nn.Module:

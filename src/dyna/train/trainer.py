@@ -224,10 +224,13 @@ def train(
     if config.threads:
         torch.set_num_threads(config.threads)
     context = distributed.setup(config.device)
+    finished = False
     try:
-        return _train(experiment, config, Path(out), context, resume, quiet, live, tensorboard)
+        summary = _train(experiment, config, Path(out), context, resume, quiet, live, tensorboard)
+        finished = True
+        return summary
     finally:
-        distributed.teardown(context)
+        distributed.teardown(context, finished=finished)
 
 
 def _train(experiment, config, out, context, resume, quiet, live, tensorboard):
