@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from dyna import TensorComposerDelta
+from dyna.lib import tensor_composer_delta
 from tests.golden import assert_golden
 from tests.recipe import context, fill, loss, probe
 
@@ -183,6 +184,48 @@ def test_dtypes_and_float32_context_on_bfloat16_module(dtype):
     assert out.dtype == torch.float32
     tolerance = {torch.float64: 1e-2, torch.float32: 1e-2, torch.bfloat16: 1e-1}[dtype]
     assert (out.double() - reference).norm() / reference.norm() < tolerance
+
+
+def test_bfloat16_parameters_are_computed_with_in_float32():
+    # Documented deviation: the bfloat16 module is the float32 module on the same (rounded)
+    # parameters, bit for bit, and its parameters get bfloat16 gradients.
+    half = golden_module(torch.bfloat16).eval()
+    full = TensorComposerDelta([4, 3], 5, rank=2, dtype_weights=torch.float32).eval()
+    full.load_state_dict({key: value.float() for key, value in half.state_dict().items()})
+    x = context(3, 5, torch.float32)
+    assert torch.equal(half(x), full(x))
+    assert half(x.to(torch.bfloat16)).dtype == torch.bfloat16
+    half.train()(x).square().sum().backward()
+    for name, parameter in half.named_parameters():
+        assert parameter.grad is not None and parameter.grad.dtype == parameter.dtype, name
+        assert torch.isfinite(parameter.grad).all(), name
+
+
+def test_bfloat16_training_noise_is_drawn_in_bfloat16(monkeypatch):
+    # The reference draws its filter and rank-logit noise in the parameters' dtype; the same
+    # seed must give the same draws here although the maths runs in float32.
+    module = golden_module(torch.bfloat16).train()
+    x = context(3, 5, torch.float32)
+    torch.manual_seed(7)
+    out = module(x)
+    torch.manual_seed(7)
+    bank = torch.randn(3, module.rank, 4 * 3, dtype=torch.bfloat16).float()
+    logits = torch.randn(3, module.rank + 1, dtype=torch.bfloat16).float()
+    drawn = []
+    original = tensor_composer_delta.standard_normal_like
+
+    def recording(*tensors):
+        result = original(*tensors)
+        drawn.extend(result)
+        return result
+
+    monkeypatch.setattr(tensor_composer_delta, "standard_normal_like", recording)
+    torch.manual_seed(7)
+    again = module(x)
+    assert torch.equal(out, again)
+    assert [tensor.dtype for tensor in drawn] == [torch.bfloat16, torch.bfloat16]
+    assert torch.equal(drawn[0].float().reshape(bank.shape), bank)
+    assert torch.equal(drawn[1].float(), logits)
 
 
 def test_state_dict_round_trip_and_noncontiguous_input():
