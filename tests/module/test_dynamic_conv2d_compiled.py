@@ -110,3 +110,17 @@ def test_std_mean_equals_torch_std_mean(dtype):
     tolerance = 1e-6 if dtype == torch.float32 else 1e-12
     torch.testing.assert_close(std, want_std, rtol=tolerance, atol=0.0)
     torch.testing.assert_close(mean, want_mean, rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize("magnitude", [5e19, 1e30, 1e-20, 1e-40, 0.0])
+def test_std_mean_stays_finite_where_the_squares_would_overflow(magnitude):
+    # float32 rows whose squares overflow (or underflow to zero): the std is still the float64
+    # std of the same numbers to float32 precision (to a few subnormal ulps, 1.4e-45 each, for
+    # subnormal rows), and a constant row has std 0.
+    pattern = torch.tensor([[1.0, -0.6, 0.2, 0.9, -1.0]], dtype=F64)
+    rows = torch.cat([pattern * magnitude, torch.randn(2, 5, dtype=F64)])
+    std, mean = std_mean_last(rows.float())
+    want_std, want_mean = torch.std_mean(rows.float().double(), dim=-1, keepdim=True)
+    assert torch.isfinite(std).all() and torch.isfinite(mean).all()
+    torch.testing.assert_close(std.double(), want_std, rtol=1e-6, atol=1e-44)
+    torch.testing.assert_close(mean.double(), want_mean, rtol=1e-6, atol=1e-44)

@@ -78,7 +78,10 @@ class RecurrentClassifier(nn.Module):
                 f"input must be (B, T, n_input) with n_input={self.n_input} and T >= 1, "
                 f"got shape {tuple(input.shape)}"
             )
-        sequence, _ = self.recurrent(input)
+        # Contiguous first: PyTorch's recurrent kernels round a strided input differently (in
+        # bfloat16, by up to an ulp of the hidden state), and the logits should not depend on
+        # the input's memory layout. A no-op for a contiguous input.
+        sequence, _ = self.recurrent(input.contiguous())
         return self.readout(sequence[:, -1])
 
     def extra_repr(self) -> str:
