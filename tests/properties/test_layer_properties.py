@@ -215,6 +215,43 @@ def test_mobius_composer_output_shape_and_finiteness(
     assert torch.isfinite(out).all()
 
 
+@given(
+    mobius=st.booleans(),
+    height=st.integers(1, 5),
+    width=st.integers(1, 5),
+    context_length=st.integers(1, 5),
+    batch=st.integers(1, 3),
+    rank=st.integers(1, 3),
+    train=st.booleans(),
+    dtype=dtypes,
+    seed=seeds,
+    scale=st.floats(-3.0, 3.0).map(lambda exponent: 10.0**exponent),
+)
+def test_composer_gradients_are_finite_and_shaped(
+    mobius, height, width, context_length, batch, rank, train, dtype, seed, scale
+):
+    # Ordinary context magnitudes (1e-3 to 1e3): the context and every parameter get a finite
+    # gradient of its own shape and dtype, in training and in eval.
+    assume(height * width >= 2)
+    torch.manual_seed(seed)
+    if mobius:
+        composer = dyna.TensorComposerMobius(
+            [height, width], context_length, n_subspaces=rank, rank_subspace=2, dtype=dtype
+        )
+    else:
+        composer = dyna.TensorComposerDelta([height, width], context_length, rank=rank, dtype=dtype)
+    composer.train(train)
+    context = _randn(seed, (batch, context_length), dtype, scale).requires_grad_()
+    weights = _randn(seed + 1, (batch, height, width), dtype)
+    (composer(context) * weights).sum().backward()
+    assert context.grad is not None and context.grad.dtype == dtype
+    assert torch.isfinite(context.grad).all()
+    for name, parameter in composer.named_parameters():
+        assert parameter.grad is not None, name
+        assert parameter.grad.shape == parameter.shape and parameter.grad.dtype == parameter.dtype
+        assert torch.isfinite(parameter.grad).all(), name
+
+
 # ---------------------------------------------------------------------- dynamic convolutions
 
 
@@ -285,6 +322,49 @@ def test_dynamic_conv_output_shape_equals_the_static_convolution(
     )
     assert out.shape == expected and out.dtype == dtype
     assert torch.isfinite(out).all()
+
+
+@given(
+    geometry=conv_geometries(),
+    mobius=st.booleans(),
+    in_channels=st.integers(1, 3),
+    out_channels=st.integers(1, 3),
+    batch=st.integers(1, 3),
+    shared_context=st.booleans(),
+    train=st.booleans(),
+    dtype=dtypes,
+    seed=seeds,
+)
+def test_dynamic_conv_gradients_are_finite_and_shaped(
+    geometry, mobius, in_channels, out_channels, batch, shared_context, train, dtype, seed
+):
+    kernel, stride, dilation, padding, transpose, output_padding, height, width = geometry
+    assume(in_channels * out_channels * kernel[0] * kernel[1] >= 2)
+    torch.manual_seed(seed)
+    common = dict(
+        kernel_size=kernel,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        transpose=transpose,
+        output_padding=output_padding,
+        dtype=dtype,
+    )
+    if mobius:
+        conv = dyna.DynamicConv2DMobius(
+            in_channels, out_channels, 4, n_subspaces=2, rank_subspace=2, **common
+        )
+    else:
+        conv = dyna.DynamicConv2DDelta(in_channels, out_channels, 4, rank=2, **common)
+    conv.train(train)
+    x = _randn(seed, (batch, in_channels, height, width), dtype).requires_grad_()
+    context = _randn(seed + 1, (1 if shared_context else batch, 4), dtype).requires_grad_()
+    out = conv(x, context)
+    (out * _randn(seed + 2, out.shape, dtype)).sum().backward()
+    for name, tensor in [("x", x), ("context", context), *conv.named_parameters()]:
+        assert tensor.grad is not None, name
+        assert tensor.grad.shape == tensor.shape and tensor.grad.dtype == tensor.dtype, name
+        assert torch.isfinite(tensor.grad).all(), name
 
 
 # ----------------------------------------------------------------------------------- CNUs
