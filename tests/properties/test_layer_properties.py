@@ -283,6 +283,26 @@ def _expected_conv_shape(x, out_channels, kernel, stride, dilation, padding, tra
     return out.shape
 
 
+def _small_dynamic_conv(geometry, mobius, in_channels, out_channels, dtype):
+    """A dynamic convolution of the drawn geometry with small composers (context length 4)."""
+    kernel, stride, dilation, padding, transpose, output_padding, _, _ = geometry
+    assume(in_channels * out_channels * kernel[0] * kernel[1] >= 2)
+    common = dict(
+        kernel_size=kernel,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        transpose=transpose,
+        output_padding=output_padding,
+        dtype=dtype,
+    )
+    if mobius:
+        return dyna.DynamicConv2DMobius(
+            in_channels, out_channels, 4, n_subspaces=2, rank_subspace=2, **common
+        )
+    return dyna.DynamicConv2DDelta(in_channels, out_channels, 4, rank=2, **common)
+
+
 @given(
     geometry=conv_geometries(),
     mobius=st.booleans(),
@@ -297,23 +317,10 @@ def test_dynamic_conv_output_shape_equals_the_static_convolution(
     geometry, mobius, in_channels, out_channels, batch, shared_context, dtype, seed
 ):
     kernel, stride, dilation, padding, transpose, output_padding, height, width = geometry
-    assume(in_channels * out_channels * kernel[0] * kernel[1] >= 2)
     torch.manual_seed(seed)
-    common = dict(
-        kernel_size=kernel,
-        stride=stride,
-        padding=padding,
-        dilation=dilation,
-        transpose=transpose,
-        output_padding=output_padding,
-        dtype=dtype,
-    )
-    if mobius:
-        conv = dyna.DynamicConv2DMobius(
-            in_channels, out_channels, 4, n_subspaces=2, rank_subspace=2, **common
-        )
-    else:
-        conv = dyna.DynamicConv2DDelta(in_channels, out_channels, 4, rank=2, **common).eval()
+    conv = _small_dynamic_conv(geometry, mobius, in_channels, out_channels, dtype)
+    if not mobius:
+        conv.eval()
     x = _randn(seed, (batch, in_channels, height, width), dtype)
     context = _randn(seed + 1, (1 if shared_context else batch, 4), dtype)
     out = conv(x, context)
@@ -338,25 +345,9 @@ def test_dynamic_conv_output_shape_equals_the_static_convolution(
 def test_dynamic_conv_gradients_are_finite_and_shaped(
     geometry, mobius, in_channels, out_channels, batch, shared_context, train, dtype, seed
 ):
-    kernel, stride, dilation, padding, transpose, output_padding, height, width = geometry
-    assume(in_channels * out_channels * kernel[0] * kernel[1] >= 2)
+    height, width = geometry[-2:]
     torch.manual_seed(seed)
-    common = dict(
-        kernel_size=kernel,
-        stride=stride,
-        padding=padding,
-        dilation=dilation,
-        transpose=transpose,
-        output_padding=output_padding,
-        dtype=dtype,
-    )
-    if mobius:
-        conv = dyna.DynamicConv2DMobius(
-            in_channels, out_channels, 4, n_subspaces=2, rank_subspace=2, **common
-        )
-    else:
-        conv = dyna.DynamicConv2DDelta(in_channels, out_channels, 4, rank=2, **common)
-    conv.train(train)
+    conv = _small_dynamic_conv(geometry, mobius, in_channels, out_channels, dtype).train(train)
     x = _randn(seed, (batch, in_channels, height, width), dtype).requires_grad_()
     context = _randn(seed + 1, (1 if shared_context else batch, 4), dtype).requires_grad_()
     out = conv(x, context)
