@@ -2,9 +2,29 @@
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 from collections.abc import Callable
+
+from dyna.train.allocator import freed_memory_retained, retain_freed_memory
+
+
+def add_allocator_option(parser: argparse.ArgumentParser) -> None:
+    """``--retain-freed-memory``: glibc keeps freed large blocks, as under the ``dyna`` command."""
+    parser.add_argument(
+        "--retain-freed-memory",
+        action="store_true",
+        help="keep freed large blocks in glibc's heap for reuse (dyna.train.allocator; "
+        "the dyna command does this)",
+    )
+
+
+def allocator_setting(args: argparse.Namespace) -> str:
+    """Apply ``--retain-freed-memory`` if given; the allocator's state for the table header."""
+    if args.retain_freed_memory:
+        retain_freed_memory()
+    return "freed memory retained" if freed_memory_retained() else "default malloc"
 
 
 def median_seconds(

@@ -18,7 +18,7 @@ machine a single run can be off by tens of percent.
 
 Usage: python benchmarks/cnu.py [--batch 64] [--in-features 512] [--out-features 256]
        [--grid 8:1,16:2,64:4] [--repeats 15] [--strategies] [--reference] [--conv]
-       [--image 16] [--threads N] [--breakdown] [--runs N]
+       [--image 16] [--threads N] [--breakdown] [--runs N] [--retain-freed-memory]
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _timing import time_cases
+from _timing import add_allocator_option, allocator_setting, time_cases
 
 import dyna.module.cnu as cnu_module
 from dyna.functional import cnu_linear, cnu_linear_ref
@@ -108,9 +108,11 @@ def main(argv: list[str] | None = None) -> list[tuple[str, float, float]]:
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--breakdown", action="store_true", help="time the pieces of a step")
     parser.add_argument("--runs", type=int, default=1, help="time the table N times")
+    add_allocator_option(parser)
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error(f"--runs must be >= 1, got {args.runs}")
+    args.allocator = allocator_setting(args)
     threads = torch.get_num_threads()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -188,7 +190,7 @@ def run(args: argparse.Namespace) -> list[tuple[str, float, float]]:
     print(
         f"forward+backward, training mode with scrambling, batch {args.batch}, "
         f"Linear {args.in_features}->{args.out_features}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads"
+        f"{torch.get_num_threads()} threads, {args.allocator}"
     )
     return time_cases(cases, repeats=args.repeats)
 

@@ -14,10 +14,12 @@ context, and a context batch of 1 shared by the whole batch.
 backend inductor; ``--compile-backend`` to change it), against the eager static convolution and
 against the static convolution compiled the same way. Compilation happens before the timing
 (one call, then the warm-up runs). ``--threads`` sets ``torch.set_num_threads``.
+``--retain-freed-memory`` keeps freed large blocks in glibc's heap, as the ``dyna`` command does
+(:mod:`dyna.train.allocator`): without it, much of a step's memory is faulted in afresh.
 
 Usage: python benchmarks/dynamic_conv.py [--batch 32] [--channels 64] [--size 32]
        [--kernel 3] [--context 64] [--repeats 7] [--warmup 2] [--no-extra] [--compile]
-       [--compile-backend inductor] [--threads N]
+       [--compile-backend inductor] [--threads N] [--retain-freed-memory]
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _timing import time_cases
+from _timing import add_allocator_option, allocator_setting, time_cases
 
 import dyna
 from dyna.functional.dynamic_conv import per_sample_conv2d
@@ -70,7 +72,9 @@ def main(argv: list[str] | None = None) -> list[tuple[str, float, float]]:
     parser.add_argument("--compile", action="store_true", help="add torch.compile rows")
     parser.add_argument("--compile-backend", default="inductor")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    add_allocator_option(parser)
     args = parser.parse_args(argv)
+    allocator = allocator_setting(args)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
 
@@ -158,7 +162,8 @@ def main(argv: list[str] | None = None) -> list[tuple[str, float, float]]:
     print(
         f"forward+backward, B={args.batch}, {channels}->{channels} channels, "
         f"{args.size}x{args.size}, {kernel}x{kernel}, context {args.context}, float32 input, "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads; baseline nn.Conv2d"
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {allocator}; "
+        f"baseline nn.Conv2d"
     )
     return time_cases(
         [(name, candidate, baselines.get(name, baseline)) for name, candidate in cases],

@@ -728,6 +728,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         arguments = _parser().parse_args(argv)
+        if arguments.command != "list":
+            # The command owns its process: large per-step temporaries are reused from the
+            # heap instead of being faulted in from the kernel on every step.
+            from dyna.train.allocator import retain_freed_memory
+
+            retain_freed_memory()
         handler = {"train": _train, "eval": _eval, "list": _list, "bench": _bench}
         return handler[arguments.command](arguments)
     except (UsageError, ConfigError, DataError, CheckpointMismatch) as error:
