@@ -193,6 +193,10 @@ def test_bench_prints_one_table_of_ratios(capsys, tmp_path):
     assert main(["bench", "--only", "functional", "--threads", "1"]) == 0
     out = capsys.readouterr().out
     assert "ratio" in out and out.count("functional") >= 5
+    # The footer says which allocator setting the timings ran under (the command applies it).
+    from dyna.train.allocator import freed_memory_retained
+
+    assert ("freed memory retained" if freed_memory_retained() else "default malloc") in out
     assert "unknown benchmark" in _error(capsys, ["bench", "--only", "nope"])
     line = _error(capsys, ["bench", "--benchmarks", str(tmp_path)])
     assert "not found" in line and "--benchmarks" in line
