@@ -7,7 +7,7 @@ import statistics
 import time
 from collections.abc import Callable
 
-from dyna.train.allocator import freed_memory_retained, retain_freed_memory
+from dyna.train import allocator
 
 
 def add_allocator_option(parser: argparse.ArgumentParser) -> None:
@@ -23,8 +23,8 @@ def add_allocator_option(parser: argparse.ArgumentParser) -> None:
 def allocator_setting(args: argparse.Namespace) -> str:
     """Apply ``--retain-freed-memory`` if given; the allocator's state for the table header."""
     if args.retain_freed_memory:
-        retain_freed_memory()
-    return "freed memory retained" if freed_memory_retained() else "default malloc"
+        allocator.retain_freed_memory()
+    return allocator.allocator_setting()
 
 
 def median_seconds(

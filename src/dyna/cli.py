@@ -709,12 +709,11 @@ def _bench(arguments: argparse.Namespace) -> int:
         print(
             f"{name:<16} {case:<{width}} {ours * 1e3:10.4f} {base * 1e3:10.4f} {ours / base:7.2f}"
         )
-    from dyna.train.allocator import freed_memory_retained
+    from dyna.train.allocator import allocator_setting
 
-    allocator = "freed memory retained" if freed_memory_retained() else "default malloc"
     print(
         f"ratio = ours / baseline (below 1: DyNA is faster); torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, {allocator}"
+        f"{torch.get_num_threads()} threads, {allocator_setting()}"
     )
     return 0
 

@@ -26,9 +26,9 @@ def _clean_environment() -> dict[str, str]:
     return environ
 
 
-def _run(code: str, environ: dict[str, str]) -> str:
+def _run(code: str, environ: dict[str, str], *argv: str) -> str:
     result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
+        [sys.executable, "-c", textwrap.dedent(code), *argv],
         env=environ,
         capture_output=True,
         text=True,
@@ -59,15 +59,7 @@ print(applied, freed_memory_retained(), retain_freed_memory() if applied else No
 
 
 def _faults(mode: str, environ: dict[str, str]) -> tuple[str, str, str, float]:
-    result = subprocess.run(
-        [sys.executable, "-c", _FAULTS_PER_STEP, mode],
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    applied, retained, again, faults = result.stdout.split()
+    applied, retained, again, faults = _run(_FAULTS_PER_STEP, environ, mode).split()
     return applied, retained, again, float(faults)
 
 

@@ -105,10 +105,16 @@ def freed_memory_retained() -> bool:
     return _applied
 
 
+def allocator_setting() -> str:
+    """The allocator setting in force, for the headers of timing tables."""
+    return "freed memory retained" if _applied else "default malloc"
+
+
 __all__ = [
     "MMAP_THRESHOLD",
     "TRIM_THRESHOLD",
     "allocator_configured_by_user",
+    "allocator_setting",
     "freed_memory_retained",
     "retain_freed_memory",
 ]
