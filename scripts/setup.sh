@@ -68,4 +68,14 @@ if [ -n "$missing" ]; then
   "$venv/bin/pip" install --quiet --editable ".${extras:+[$extras]}"
   printf '%s\n%s\n' "$fingerprint" "$extras" >"$stamp"
 fi
+# The tests run the Triton kernels in Triton's interpreter on the CPU; a CUDA build of torch
+# brings its own triton, which is kept. 3.5.1 is the oldest triton the kernels support (torch 2.9).
+case ",$extras," in
+  *,dev,*)
+    if ! "$venv/bin/python" -c "import triton" >/dev/null 2>&1; then
+      echo "setup: installing triton 3.5.1 for the kernel tests"
+      "$venv/bin/pip" install --quiet "triton==3.5.1"
+    fi
+    ;;
+esac
 "$venv/bin/python" -c "import dyna, torch; print(f'setup: dyna {dyna.__version__}, torch {torch.__version__}')"
