@@ -33,30 +33,31 @@ def set_keys(cnu, keys, memories=None):
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "message"),
+    ("kwargs", "error", "message"),
     [
-        ({"q": 0}, "q must be an integer >= 1"),
-        ({"q": True}, "q must be an integer >= 1"),
-        ({"d": 2.0}, "d must be an integer >= 1"),
-        ({"m": -1}, "m must be an integer >= 1"),
-        ({"u": "4"}, "u must be an integer >= 1"),
-        ({"delta": 0}, "delta must be an integer >= 1"),
-        ({"gamma_alpha": math.inf}, "gamma_alpha must be a finite real number"),
-        ({"tau_alpha": math.nan}, "tau_alpha must be a finite"),
-        ({"tau_mu": "100"}, "tau_mu must be a finite"),
-        ({"tau_eta": None}, "tau_eta must be a finite"),
-        ({"beta_k": True}, "beta_k must be a finite"),
-        ({"upd_m": "wta"}, "upd_m must be None or 'WTA'"),
-        ({"upd_k": "adhoc"}, "upd_k must be None, 'ad_hoc_WTA' or 'grad_WTA'"),
-        ({"upd_m": "WTA", "upd_k": None}, "upd_m='WTA' needs upd_k"),
-        ({"psi_fn": "reduce2d"}, "psi_fn must be one of"),
-        ({"scramble": 1}, "scramble must be a bool"),
-        ({"debug": "yes"}, "debug must be a bool"),
-        ({"dtype": torch.int64}, "dtype must be a floating torch.dtype"),
+        ({"q": 0}, ValueError, "q must be >= 1, got 0"),
+        ({"q": True}, TypeError, "q must be an int, got bool"),
+        ({"d": 2.0}, TypeError, "d must be an int, got float"),
+        ({"m": -1}, ValueError, "m must be >= 1, got -1"),
+        ({"u": "4"}, TypeError, "u must be an int, got str"),
+        ({"delta": 0}, ValueError, "delta must be >= 1"),
+        ({"gamma_alpha": math.inf}, ValueError, "gamma_alpha must be finite, got inf"),
+        ({"tau_alpha": math.nan}, ValueError, "tau_alpha must be finite"),
+        ({"tau_mu": "100"}, TypeError, "tau_mu must be a real number, got str"),
+        ({"tau_eta": None}, TypeError, "tau_eta must be a real number, got NoneType"),
+        ({"beta_k": True}, TypeError, "beta_k must be a real number, got bool"),
+        ({"upd_m": "wta"}, ValueError, "upd_m must be None or 'WTA'"),
+        ({"upd_k": "adhoc"}, ValueError, "upd_k must be None, 'ad_hoc_WTA' or 'grad_WTA'"),
+        ({"upd_m": "WTA", "upd_k": None}, ValueError, "upd_m='WTA' needs upd_k"),
+        ({"psi_fn": "reduce2d"}, ValueError, "psi_fn must be one of"),
+        ({"scramble": 1}, TypeError, "scramble must be a bool"),
+        ({"debug": "yes"}, TypeError, "debug must be a bool"),
+        ({"dtype": torch.int64}, TypeError, "dtype must be a floating torch.dtype"),
     ],
 )
-def test_invalid_arguments_raise_value_error(kwargs, message):
-    with pytest.raises(ValueError, match=message):
+def test_invalid_arguments_raise_type_or_value_error(kwargs, error, message):
+    # One policy across the package: TypeError for a wrong type, ValueError for a wrong value.
+    with pytest.raises(error, match=message):
         CNUs(**kwargs)
 
 

@@ -338,11 +338,11 @@ def test_linear_resize1d_key():
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
-        ({"in_features": 0}, ValueError, "in_features must be an integer >= 1"),
-        ({"out_features": 2.5}, ValueError, "out_features must be an integer"),
-        ({"bias": 1}, ValueError, "bias must be a bool"),
-        ({"shared_keys": None}, ValueError, "shared_keys must be a bool"),
-        ({"key_mem_units": 0}, ValueError, "key_mem_units must be an integer"),
+        ({"in_features": 0}, ValueError, "in_features must be >= 1, got 0"),
+        ({"out_features": 2.5}, TypeError, "out_features must be an int, got float"),
+        ({"bias": 1}, TypeError, "bias must be a bool"),
+        ({"shared_keys": None}, TypeError, "shared_keys must be a bool"),
+        ({"key_mem_units": 0}, ValueError, "key_mem_units must be >= 1"),
         ({"key_size": 3}, ValueError, "key_size 3 differs from in_features 4.*resize1d"),
         ({"psi_fn": "sign", "key_size": 5}, ValueError, "key_size 5 differs"),
         ({"psi_fn": "resize2d"}, ValueError, "needs 4-D input"),
@@ -352,7 +352,7 @@ def test_linear_resize1d_key():
         ({"m": 2}, ValueError, "m cannot be passed.*key_mem_units"),
         ({"u": 2}, ValueError, "u cannot be passed"),
         ({"upd_m": "WTA", "upd_k": None}, ValueError, "needs upd_k"),
-        ({"dtype": torch.int32}, ValueError, "dtype must be a floating"),
+        ({"dtype": torch.int32}, TypeError, "dtype must be a floating"),
     ],
 )
 def test_linear_bad_arguments(kwargs, error, message):
@@ -466,24 +466,24 @@ def test_conv_defaults_and_unbatched_non_contiguous_input():
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "message"),
+    ("kwargs", "error", "message"),
     [
-        ({"kernel_size": 0}, "kernel_size must be an int >= 1"),
-        ({"stride": (1, 0)}, "stride must be an int >= 1"),
-        ({"dilation": (1, 2, 3)}, "dilation must be an int >= 1 or a pair"),
-        ({"padding": -1}, "padding must be an int >= 0"),
-        ({"padding": "full"}, "padding must be an int, a pair, 'same' or 'valid'"),
-        ({"padding": "same", "stride": 2}, "padding='same' needs stride 1"),
-        ({"padding_mode": "mirror"}, "padding_mode must be"),
-        ({"groups": 2}, "groups 2 must divide in_channels 3"),
-        ({"psi_fn": "resize1d"}, "needs 2-D input"),
-        ({"key_size": (3, 0)}, "key_size must be an integer >= 1"),
-        ({"d": 5}, "d cannot be passed"),
-        ({"bias": "yes"}, "bias must be a bool"),
+        ({"kernel_size": 0}, ValueError, "kernel_size must be an int >= 1"),
+        ({"stride": (1, 0)}, ValueError, "stride must be an int >= 1"),
+        ({"dilation": (1, 2, 3)}, ValueError, "dilation must be an int >= 1 or a pair"),
+        ({"padding": -1}, ValueError, "padding must be an int >= 0"),
+        ({"padding": "full"}, ValueError, "padding must be an int, a pair, 'same' or 'valid'"),
+        ({"padding": "same", "stride": 2}, ValueError, "padding='same' needs stride 1"),
+        ({"padding_mode": "mirror"}, ValueError, "padding_mode must be"),
+        ({"groups": 2}, ValueError, "groups 2 must divide in_channels 3"),
+        ({"psi_fn": "resize1d"}, ValueError, "needs 2-D input"),
+        ({"key_size": (3, 0)}, ValueError, "key_size must be >= 1"),
+        ({"d": 5}, ValueError, "d cannot be passed"),
+        ({"bias": "yes"}, TypeError, "bias must be a bool"),
     ],
 )
-def test_conv_bad_arguments(kwargs, message):
-    with pytest.raises(ValueError, match=message):
+def test_conv_bad_arguments(kwargs, error, message):
+    with pytest.raises(error, match=message):
         Conv2dCNU(**{"in_channels": 3, "out_channels": 4, "kernel_size": 3, **kwargs})
 
 

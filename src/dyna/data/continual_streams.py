@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import torch
 
-from dyna.functional._checks import check_choice, check_int
+from dyna._validation import check_choice, check_int
 
 STREAM_NAMES = ("modes", "moons")
 STREAM_ORDERS = ("iid", "ci", "cdi", "cdid")

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
+from dyna._validation import check_int, check_real
 from dyna.data.split import DataError, Split, check_path
-from dyna.functional._checks import check_int, check_real
 
 NUM_CLASSES = 10
 IMAGE_SIZE = 8

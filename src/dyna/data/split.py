@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from dyna.functional._checks import check_int
+from dyna._validation import check_int
 
 
 class DataError(ValueError):

@@ -24,8 +24,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from dyna._validation import check_bool, check_floating_tensor
 from dyna.functional._autograd import first_order_backward
-from dyna.functional._checks import check_bool, check_floating_tensor
 
 PSI_MODES = ("identity", "sign", "resize1d", "resize2d", "resize2d_sign")
 

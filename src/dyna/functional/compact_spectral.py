@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 import torch
 
-from dyna.functional._checks import check_floating_tensor
+from dyna._validation import check_floating_tensor
 
 # torch.fft has no bfloat16/float16 kernels on CPU: such inputs are computed in float32.
 _LOW_PRECISION = (torch.bfloat16, torch.float16)

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from dyna.functional._checks import check_floating_tensor, check_real
+from dyna._validation import check_floating_tensor, check_real
 from dyna.functional._compile import constant_result
 
 

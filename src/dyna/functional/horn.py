@@ -28,8 +28,8 @@ from typing import Any
 
 import torch
 
+from dyna._validation import check_floating_tensor, check_real
 from dyna.functional._autograd import first_order_backward
-from dyna.functional._checks import check_floating_tensor, check_real
 
 
 def _check_delay(delay: object, n_units: int) -> torch.Tensor:

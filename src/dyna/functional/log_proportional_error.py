@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from dyna.functional._checks import check_floating_tensor
+from dyna._validation import check_floating_tensor
 
 _REDUCTIONS = ("mean", "sum", "none")
 

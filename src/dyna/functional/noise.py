@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from dyna.functional._checks import check_floating_tensor, check_real
+from dyna._validation import check_floating_tensor, check_real
 
 
 def _global_statistics(x: torch.Tensor) -> tuple[float, float]:

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch.autograd.function import once_differentiable
 
-from dyna.functional._checks import check_bool, check_floating_tensor, check_real
+from dyna._validation import check_bool, check_floating_tensor, check_real
 from dyna.functional._compile import constant_result
 
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
-from dyna.functional._checks import check_floating_tensor, check_positive_int
+from dyna._validation import check_floating_tensor, check_positive_int
 
 
 def check_output_shape(value: object, *, min_numel: int = 1) -> list[int]:

@@ -26,14 +26,19 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from numbers import Real
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dyna.functional._checks import check_floating_tensor
+from dyna._validation import (
+    check_bool,
+    check_floating_dtype,
+    check_floating_tensor,
+    check_positive_int,
+    check_real,
+)
 from dyna.functional.cnu import PSI_MODES, cnu_blend_weights, psi
 
 logger = logging.getLogger("dyna.cnu")
@@ -52,37 +57,6 @@ class CNUAttention(NamedTuple):
     responses: torch.Tensor
     indices: torch.Tensor
     weights: torch.Tensor
-
-
-def check_positive_int(name: str, value: object) -> int:
-    """Return ``value`` if it is an int (not a bool) >= 1, else raise ``ValueError``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return value
-
-
-def check_finite(name: str, value: object) -> float:
-    """Return ``value`` if it is a finite real number (not a bool), else raise ``ValueError``."""
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite real number, got {value!r}")
-    # An int stays an int (the repr shows the user's value); every use is float arithmetic.
-    return cast(float, value)
-
-
-def check_flag(name: str, value: object) -> bool:
-    """Return ``value`` if it is a bool, else raise ``ValueError``."""
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be a bool, got {value!r}")
-    return value
-
-
-def check_dtype(dtype: object) -> torch.dtype:
-    """Return the floating dtype to build with (the default dtype for None)."""
-    if dtype is None:
-        return torch.get_default_dtype()
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise ValueError(f"dtype must be a floating torch.dtype or None, got {dtype!r}")
-    return dtype
 
 
 def counter_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -169,10 +143,20 @@ class CNUs(nn.Module):
         self.m = check_positive_int("m", m)
         self.u = check_positive_int("u", u)
         self.delta = min(check_positive_int("delta", delta), self.m)
-        self.gamma_alpha = check_finite("gamma_alpha", gamma_alpha)
-        self.tau_alpha = check_finite("tau_alpha", tau_alpha)
-        self.tau_mu = check_finite("tau_mu", tau_mu)
-        self.tau_eta = check_finite("tau_eta", tau_eta)
+        for name, number in (
+            ("gamma_alpha", gamma_alpha),
+            ("tau_alpha", tau_alpha),
+            ("tau_mu", tau_mu),
+            ("tau_eta", tau_eta),
+            ("beta_k", beta_k),
+        ):
+            check_real(name, number)
+        # Kept as given, not converted to float: the repr shows the user's value (tau_mu=100) as
+        # the reference's does, and every use is float arithmetic either way.
+        self.gamma_alpha = gamma_alpha
+        self.tau_alpha = tau_alpha
+        self.tau_mu = tau_mu
+        self.tau_eta = tau_eta
         if upd_m not in UPD_M_MODES:
             raise ValueError(f"upd_m must be None or 'WTA', got {upd_m!r}")
         if upd_k not in UPD_K_MODES:
@@ -181,19 +165,19 @@ class CNUs(nn.Module):
             raise ValueError("upd_m='WTA' needs upd_k 'ad_hoc_WTA' or 'grad_WTA', got upd_k=None")
         self.upd_m = upd_m
         self.upd_k = upd_k
-        self.beta_k = check_finite("beta_k", beta_k)
+        self.beta_k = beta_k
         if psi_fn not in PSI_MODES:
             raise ValueError(f"psi_fn must be one of {list(PSI_MODES)}, got {psi_fn!r}")
         self.psi_fn = psi_fn
-        self.scramble = check_flag("scramble", scramble)
-        self.debug = check_flag("debug", debug)
+        self.scramble = check_bool("scramble", scramble)
+        self.debug = check_bool("debug", debug)
         if self.scramble and upd_k != "ad_hoc_WTA":
             warnings.warn(
                 f"scramble=True has no effect with upd_k={upd_k!r} (only with 'ad_hoc_WTA')",
                 UserWarning,
                 stacklevel=2,
             )
-        dtype = check_dtype(dtype)
+        dtype = check_floating_dtype("dtype", dtype) or torch.get_default_dtype()
         factory_kwargs: dict[str, Any] = {"device": device, "dtype": dtype}
         counter_kwargs: dict[str, Any] = {"device": device, "dtype": counter_dtype(dtype)}
         shape = (self.q, self.m)

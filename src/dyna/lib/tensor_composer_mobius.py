@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dyna.functional._checks import check_bool, check_positive_int, check_real
+from dyna._validation import check_bool, check_positive_int, check_real
 from dyna.functional.gradient_normalization import backward_gradient_normalization
 from dyna.functional.siglog import siglog
 from dyna.functional.tensor_composer import mobius_latent_expansion, mobius_projection

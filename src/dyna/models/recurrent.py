@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dyna.functional._checks import check_choice, check_floating_tensor, check_positive_int
+from dyna._validation import check_choice, check_floating_tensor, check_positive_int
 
 CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from dyna.functional._checks import check_bool, check_floating_tensor, check_positive_int
+from dyna._validation import check_bool, check_floating_tensor, check_positive_int
 from dyna.functional.dynamic_conv import pad_with_value, per_sample_conv2d
 
 DTYPES = [torch.bfloat16, torch.float16, torch.float32, torch.float64]

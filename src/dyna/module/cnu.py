@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dyna.functional._checks import check_floating_tensor
+from dyna._validation import check_bool, check_floating_tensor, check_positive_int
 from dyna.functional.cnu import cnu_linear
-from dyna.lib.cnu import CNUs, check_flag, check_positive_int
+from dyna.lib.cnu import CNUs
 
 _RESERVED = {
     "q": "it is out_features or out_channels with unshared keys, else 1",
@@ -95,8 +95,8 @@ class LinearCNU(CNUs):
     ) -> None:
         self.in_features = check_positive_int("in_features", in_features)
         self.out_features = check_positive_int("out_features", out_features)
-        self.bias = check_flag("bias", bias)
-        self.shared_keys = check_flag("shared_keys", shared_keys)
+        self.bias = check_bool("bias", bias)
+        self.shared_keys = check_bool("shared_keys", shared_keys)
         self.key_mem_units = check_positive_int("key_mem_units", key_mem_units)
         _check_cnu_kwargs(cnu_kwargs)
         d = in_features if key_size is None else check_positive_int("key_size", key_size)
@@ -276,8 +276,8 @@ class Conv2dCNU(CNUs):
             padding_pair = self.padding = _pair("padding", padding, 0)
             pad = [padding_pair[1], padding_pair[1], padding_pair[0], padding_pair[0]]
         self._pad = tuple(pad)
-        self.bias = check_flag("bias", bias)
-        self.shared_keys = check_flag("shared_keys", shared_keys)
+        self.bias = check_bool("bias", bias)
+        self.shared_keys = check_bool("shared_keys", shared_keys)
         self.key_mem_units = check_positive_int("key_mem_units", key_mem_units)
         _check_cnu_kwargs(cnu_kwargs)
         if psi_fn == "resize1d":

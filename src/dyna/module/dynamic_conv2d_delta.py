@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from dyna.functional._checks import check_bool, check_real
+from dyna._validation import check_bool, check_real
 
 # The module object, not the class: the composer imports the compressor from dyna.module, so
 # dyna.module may be initialising while this file is imported from dyna.lib (an import cycle).

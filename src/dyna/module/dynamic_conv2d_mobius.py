@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dyna.functional._checks import check_positive_int, check_real
+from dyna._validation import check_positive_int, check_real
 from dyna.lib.tensor_composer_mobius import TensorComposerMobius
 from dyna.module._dynamic_conv import DynamicConv2DBase
 

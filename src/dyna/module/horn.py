@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dyna.functional._checks import (
+from dyna._validation import (
     check_bool,
     check_floating_tensor,
     check_positive_int,

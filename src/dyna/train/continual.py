@@ -55,6 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dyna._validation import check_choice, check_int
 from dyna.data.continual_streams import (
     STREAM_NAMES,
     STREAM_ORDERS,
@@ -62,7 +63,6 @@ from dyna.data.continual_streams import (
     StreamSplit,
     make_stream,
 )
-from dyna.functional._checks import check_choice, check_int
 from dyna.module import LinearCNU
 from dyna.train.continual_metrics import accuracy_per_distribution, continual_metrics
 from dyna.train.replay import ReplaySchedule, reservoir_replay_schedule

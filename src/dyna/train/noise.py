@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import torch
 
+from dyna._validation import check_int
 from dyna.data.split import Split
-from dyna.functional._checks import check_int
 
 
 def noisy_splits(split: Split, sigmas: Sequence[float], seed: int) -> list[Split]:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
-from dyna.functional._checks import check_int
+from dyna._validation import check_int
 
 # Returned where a slot or a replayed sample does not exist (dropped sample, empty slot).
 EMPTY = -1

@@ -16,7 +16,7 @@ import hashlib
 
 import torch
 
-from dyna.functional._checks import check_int
+from dyna._validation import check_int
 
 MAX_SEED = 2**31 - 1
 

@@ -1,8 +1,13 @@
-"""Argument checks shared by the functions and layers.
+"""Argument checks shared by every sub-package, with one exception policy.
 
 Every public entry point validates its arguments with these helpers so that bad input fails
-early with a ``TypeError`` (wrong type or dtype) or ``ValueError`` (wrong value or shape) that
-names the argument, instead of an assertion or an error from deep inside torch.
+early, naming the argument and what was expected, instead of an assertion or an error from deep
+inside torch:
+
+- ``TypeError`` when the argument has the wrong type (a float where an int is needed, a bool
+  where a number is needed, an integer tensor or dtype where a floating one is needed);
+- ``ValueError`` when the type is right but the value is not (out of range, not finite, the
+  wrong shape, an unknown choice).
 """
 
 from __future__ import annotations
@@ -68,6 +73,13 @@ def check_int(name: str, value: object, *, minimum: int | None = None) -> int:
 def check_positive_int(name: str, value: object) -> int:
     """Return ``value`` if it is an int (not a bool) >= 1."""
     return check_int(name, value, minimum=1)
+
+
+def check_floating_dtype(name: str, value: object) -> torch.dtype | None:
+    """Return ``value`` if it is a floating-point ``torch.dtype`` or None (torch's default)."""
+    if value is not None and not (isinstance(value, torch.dtype) and value.is_floating_point):
+        raise TypeError(f"{name} must be a floating torch.dtype or None, got {value!r}")
+    return value
 
 
 def check_choice(name: str, value: object, choices: Sequence[str]) -> str:
