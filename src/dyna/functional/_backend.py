@@ -77,3 +77,26 @@ def use_triton(op: str, backend: str | None, tensor: torch.Tensor) -> bool:
         )
         return False
     return True
+
+
+@functools.cache
+def prepare_interpreter() -> None:
+    """Let Triton's interpreter take loop bounds from kernel arguments under NumPy >= 2.3.
+
+    The interpreter holds a scalar as a one-element array and converts it with ``int(array)``
+    when it is used as an index (``range(n)`` in a kernel), which NumPy 2.3 made an error
+    ("only 0-dimensional arrays can be converted to Python scalars"). It installs its tensor
+    methods afresh at every launch, so the conversion is fixed where they are installed.
+    Kernel modules call this on import; it does nothing unless ``TRITON_INTERPRET`` is set.
+    """
+    if not triton_interpreting():
+        return
+    from triton.runtime import interpreter
+
+    install = interpreter._patch_lang_tensor
+
+    def install_with_scalar_index(tensor: type) -> None:
+        install(tensor)
+        tensor.__index__ = lambda self: int(self.handle.data.item())  # type: ignore[attr-defined]
+
+    interpreter._patch_lang_tensor = install_with_scalar_index

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from dyna._validation import check_bool, check_floating_tensor
 from dyna.functional._autograd import first_order_backward
+from dyna.functional._backend import check_backend, logger, use_triton
 
 PSI_MODES = ("identity", "sign", "resize1d", "resize2d", "resize2d_sign")
 
@@ -460,6 +461,7 @@ def cnu_linear(
     bias: bool,
     wta: bool = False,
     strategy: str = "auto",
+    backend: str | None = None,
 ) -> torch.Tensor:
     """Output of a CNU linear layer, blended in output space: o_i = Σ_a α_ia (M[idx_ia] x̃_i).
 
@@ -473,6 +475,13 @@ def cnu_linear(
     - ``"auto"`` (default): grouped when q = 1, m > k and not compiling (it then does fewer
       products than dense, k·b·P against m·b·P); dense otherwise.
 
+    ``backend`` picks between these torch paths and the Triton gather-GEMM
+    (:mod:`dyna.functional.cnu_triton`: the pairs sorted by memory on the device, one kernel
+    for the forward, two for the backward, k·b·P products, no host synchronisation), as
+    :mod:`dyna.functional._backend` describes. The kernel takes shared keys (q = 1) with
+    memories in x's dtype; other cases run the torch path (logged at debug level). The
+    ``strategy`` only applies to the torch path.
+
     Args:
         x: input (b, in_features).
         memories: ``M`` (q, m, u), u a multiple of in_features [+ 1].
@@ -481,15 +490,33 @@ def cnu_linear(
         bias: the last entry of every memory row is a bias.
         wta: only slot 0 passes gradient to ``M`` (default False).
         strategy: ``"auto"``, ``"dense"`` or ``"grouped"``.
+        backend: ``None`` (the kernel for CUDA tensors), ``"torch"`` or ``"triton"``.
 
     Shape:
         - Output: (b, q·rows), rows = u / (in_features [+ 1]).
     """
     if strategy not in ("auto", "dense", "grouped"):
         raise ValueError(f"strategy must be 'auto', 'dense' or 'grouped', got {strategy!r}")
+    backend = check_backend(backend)
     _, rows = _check_linear_inputs(x, memories, indices, weights, bias)
     q, m, _ = memories.shape
     k = indices.shape[2]
+    trainable_slots = 1 if wta else k
+    if use_triton("cnu_linear", backend, x):
+        if q == 1 and memories.dtype == x.dtype:
+            from dyna.functional import cnu_triton
+
+            out = cnu_triton.cnu_blend(
+                x.contiguous(), memories, indices, weights.to(x.dtype), trainable_slots, bias
+            )[0]
+            return out
+        logger.debug(
+            "cnu_linear: the torch path takes q = %d (the kernel needs shared keys, q = 1) "
+            "or memories of dtype %s with x of dtype %s",
+            q,
+            memories.dtype,
+            x.dtype,
+        )
     if strategy == "grouped" and q != 1:
         raise ValueError(f"strategy 'grouped' needs q = 1 (shared keys), got q = {q}")
     if strategy == "auto":
@@ -498,7 +525,6 @@ def cnu_linear(
         grouped = strategy == "grouped"
     if weights.dtype != x.dtype:
         weights = weights.to(x.dtype)
-    trainable_slots = 1 if wta else k
     return _OutputSpaceBlend.apply(
         x, memories, indices, weights, rows, trainable_slots, grouped, bias
     )

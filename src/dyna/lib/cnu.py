@@ -39,6 +39,7 @@ from dyna._validation import (
     check_positive_int,
     check_real,
 )
+from dyna.functional._backend import check_backend
 from dyna.functional.cnu import PSI_MODES, cnu_blend_weights, psi
 
 logger = logging.getLogger("dyna.cnu")
@@ -92,6 +93,9 @@ class CNUs(nn.Module):
         device: device of the parameters and buffers.
         dtype: dtype of the floating parameters and buffers (default: torch's default dtype);
             the counters stay float32 for bfloat16/float16.
+        backend: ``None`` (default: Triton kernels for CUDA tensors where the layer has them),
+            ``"torch"`` or ``"triton"``; see :mod:`dyna.functional._backend`. The layers use it
+            for their output blend; the key path runs in torch.
 
     Parameters and buffers (names and shapes as the reference, so state dicts load both ways):
     ``M`` (q, m, u) Parameter; ``K`` (q, m, d), a buffer with ad_hoc_WTA, else a Parameter;
@@ -136,8 +140,10 @@ class CNUs(nn.Module):
         *,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        backend: str | None = None,
     ) -> None:
         super().__init__()
+        self.backend = check_backend(backend)
         self.q = check_positive_int("q", q)
         self.d = check_positive_int("d", d)
         self.m = check_positive_int("m", m)
@@ -427,4 +433,5 @@ class CNUs(nn.Module):
             f"tau_eta={self.tau_eta}, upd_m={self.upd_m!r}, upd_k={self.upd_k!r}, "
             f"beta_k={self.beta_k}, psi_fn={self.psi_fn!r}, scramble={self.scramble}"
         )
-        return text + (", debug=True" if self.debug else "")
+        text += ", debug=True" if self.debug else ""
+        return text + (f", backend={self.backend!r}" if self.backend is not None else "")

@@ -61,6 +61,8 @@ class LinearCNU(CNUs):
         key_size: key size d (default in_features; other sizes need ``"resize1d"``).
         device: device of the parameters and buffers.
         dtype: dtype of the floating parameters and buffers.
+        backend: ``None`` (default), ``"torch"`` or ``"triton"``: where the output blend runs
+            (the Triton gather-GEMM takes shared keys; see :func:`dyna.functional.cnu_linear`).
         **cnu_kwargs: the other :class:`~dyna.lib.CNUs` arguments: ``delta, gamma_alpha,
             tau_alpha, tau_mu, tau_eta, upd_m, upd_k, beta_k, scramble, debug``.
 
@@ -91,6 +93,7 @@ class LinearCNU(CNUs):
         *,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        backend: str | None = None,
         **cnu_kwargs: Any,
     ) -> None:
         self.in_features = check_positive_int("in_features", in_features)
@@ -116,7 +119,15 @@ class LinearCNU(CNUs):
         else:
             q, u = out_features, per_row
         super().__init__(
-            q=q, d=d, m=key_mem_units, u=u, psi_fn=psi_fn, device=device, dtype=dtype, **cnu_kwargs
+            q=q,
+            d=d,
+            m=key_mem_units,
+            u=u,
+            psi_fn=psi_fn,
+            device=device,
+            dtype=dtype,
+            backend=backend,
+            **cnu_kwargs,
         )
 
     @torch.no_grad()
@@ -154,6 +165,7 @@ class LinearCNU(CNUs):
             self.blend_weights(attention),
             bias=self.bias,
             wta=self.upd_m == "WTA",
+            backend=self.backend,
         )
         return out.squeeze(0) if unbatched else out
 
@@ -200,6 +212,8 @@ class Conv2dCNU(CNUs):
             25·in_channels, a 5×5 map per channel).
         device: device of the parameters and buffers.
         dtype: dtype of the floating parameters and buffers.
+        backend: ``None`` (default), ``"torch"`` or ``"triton"``, stored for the kernels of
+            the CNU core; the filters are blended and convolved by torch.
         **cnu_kwargs: the other :class:`~dyna.lib.CNUs` arguments: ``delta, gamma_alpha,
             tau_alpha, tau_mu, tau_eta, upd_m, upd_k, beta_k, scramble, debug``.
 
@@ -235,6 +249,7 @@ class Conv2dCNU(CNUs):
         *,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        backend: str | None = None,
         **cnu_kwargs: Any,
     ) -> None:
         self.in_channels = check_positive_int("in_channels", in_channels)
@@ -299,7 +314,15 @@ class Conv2dCNU(CNUs):
         else:
             q, u = out_channels, per_row
         super().__init__(
-            q=q, d=d, m=key_mem_units, u=u, psi_fn=psi_fn, device=device, dtype=dtype, **cnu_kwargs
+            q=q,
+            d=d,
+            m=key_mem_units,
+            u=u,
+            psi_fn=psi_fn,
+            device=device,
+            dtype=dtype,
+            backend=backend,
+            **cnu_kwargs,
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
