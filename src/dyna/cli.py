@@ -331,12 +331,13 @@ def _experiment(name: str) -> Experiment:
 
 
 def _saved_config(out: Path) -> dict[str, Any] | None:
-    from dyna.train.checkpoint import list_checkpoints, load_checkpoint
+    from dyna.train.checkpoint import list_checkpoints
+    from dyna.train.trainer import load_training_checkpoint
 
     found = list_checkpoints(out / "checkpoints")
     if not found:
         return None
-    return load_checkpoint(found[-1])[1].get("config")
+    return load_training_checkpoint(found[-1])[1]["config"]
 
 
 def _train(arguments: argparse.Namespace) -> int:
@@ -528,16 +529,11 @@ def _plot_continual(results: dict, path: Path) -> None:
 def _eval(arguments: argparse.Namespace) -> int:
     from dyna.experiments import ConfigError
     from dyna.train import distributed
-    from dyna.train.checkpoint import (
-        CheckpointMismatch,
-        load_checkpoint,
-        resolve_checkpoint,
-        write_json_atomic,
-    )
-    from dyna.train.trainer import TrainConfig, build, evaluate
+    from dyna.train.checkpoint import CheckpointMismatch, resolve_checkpoint, write_json_atomic
+    from dyna.train.trainer import TrainConfig, build, evaluate, load_training_checkpoint
 
     sidecar = resolve_checkpoint(arguments.checkpoint)
-    tensors, metadata = load_checkpoint(sidecar)
+    tensors, metadata = load_training_checkpoint(sidecar)
     experiment = _experiment(str(metadata.get("experiment")))
     saved = dict(metadata.get("config") or {})
     if arguments.data is not None:

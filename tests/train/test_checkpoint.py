@@ -113,3 +113,72 @@ def test_a_failed_sidecar_removes_its_tensor_file(tmp_path, monkeypatch):
         save_checkpoint(tmp_path, 3, {"model.w": torch.ones(2)}, {"experiment": "x"})
     assert os.listdir(tmp_path) == []
     monkeypatch.setattr(ckpt, "write_json_atomic", original)
+
+
+def _rewrite(path, change):
+    """Apply ``change`` to the sidecar at ``path`` and store it with a matching checksum."""
+    metadata = json.loads(path.read_text())
+    change(metadata)
+    metadata["sidecar_sha256"] = ckpt.sidecar_checksum(metadata)
+    path.write_text(json.dumps(metadata))
+
+
+def test_the_sidecar_is_covered_by_its_own_checksum(tmp_path):
+    path = save_checkpoint(tmp_path, 1, {"model.w": torch.ones(3)}, {"experiment": "x"})
+    metadata = json.loads(path.read_text())
+    assert metadata["sidecar_sha256"] == ckpt.sidecar_checksum(metadata)
+    metadata["experiment"] = "y"
+    path.write_text(json.dumps(metadata))
+    with pytest.raises(CheckpointError, match=r"edited or damaged .*sidecar_sha256"):
+        load_checkpoint(path)
+    _rewrite(path, lambda m: None)
+    assert load_checkpoint(path)[1]["experiment"] == "y"
+
+
+@pytest.mark.parametrize(
+    "tensors",
+    [None, "", "../../x", "/etc/passwd", "sub/step-00000001.safetensors", 3, "step-2.safetensors"],
+)
+def test_a_sidecar_names_only_its_own_tensor_file(tmp_path, tensors):
+    path = save_checkpoint(tmp_path, 1, {"model.w": torch.ones(3)}, {"experiment": "x"})
+
+    def change(metadata):
+        if tensors is None:
+            del metadata["tensors"]
+        else:
+            metadata["tensors"] = tensors
+
+    _rewrite(path, change)
+    with pytest.raises(CheckpointError, match=r"field 'tensors' must be 'step-00000001\."):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("checksum", [None, 5, "abc", "A" * 64])
+def test_a_malformed_tensor_checksum_is_refused(tmp_path, checksum):
+    path = save_checkpoint(tmp_path, 1, {"model.w": torch.ones(3)}, {"experiment": "x"})
+    _rewrite(path, lambda metadata: metadata.update(sha256=checksum))
+    with pytest.raises(CheckpointError, match="field 'sha256' must be 64 lower-case hex"):
+        load_checkpoint(path)
+
+
+def test_a_version_1_sidecar_without_its_checksum_still_loads(tmp_path):
+    path = save_checkpoint(tmp_path, 1, {"model.w": torch.ones(3)}, {"experiment": "x"})
+    metadata = json.loads(path.read_text())
+    del metadata["sidecar_sha256"]
+    path.write_text(json.dumps(dict(metadata, format_version=1)))
+    assert load_checkpoint(path)[1]["experiment"] == "x"
+    path.write_text(json.dumps(dict(metadata, format_version=True)))
+    with pytest.raises(CheckpointError, match="format version True"):
+        load_checkpoint(path)
+
+
+def test_a_file_that_is_not_a_checkpoint_is_never_called_corrupt(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("some text\n")
+    for content in ("some text\n", "[1, 2]", '{"a": 1}'):
+        notes.write_text(content)
+        with pytest.raises(CheckpointError) as error:
+            load_checkpoint(notes)
+        message = str(error.value)
+        assert "is not a checkpoint" in message
+        assert "delete" not in message and "corrupt" not in message

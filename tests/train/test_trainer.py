@@ -237,3 +237,97 @@ def test_two_processes_give_the_weights_of_one_with_the_same_global_batch(tmp_pa
         )
     summary = json.loads((tmp_path / "two" / "summary.json").read_text())
     assert summary["world_size"] == 2
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A one-epoch horn-digits run (45 steps of 32) to copy and damage."""
+    out = tmp_path_factory.mktemp("finished") / "run"
+    tiny = ["--set", "n_hidden=8", "--quiet", "--epochs", "1"]
+    assert main(["train", "horn-digits", *tiny, "--out", str(out)]) == 0
+    return out
+
+
+def _set(path: str, value):
+    def change(metadata):
+        *parents, last = path.split(".")
+        for key in parents:
+            metadata = metadata[key]
+        if value is _DELETE:
+            del metadata[last]
+        else:
+            metadata[last] = value
+
+    return change
+
+
+_DELETE = object()
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (_set("config.batch_size", 0), "config.batch_size must be >= 1, got 0"),
+        (_set("config.epochs", -3), "config.epochs must be >= 1, got -3"),
+        (_set("config.lr", "fast"), "config.lr must be a real number"),
+        (_set("config.lr", 0.0), "config.lr must be > 0"),
+        (_set("config.schedule", "linear"), "config.schedule must be one of"),
+        (_set("config.seed", 2**64), "config.seed must be below"),
+        (_set("config.data", 3), "config.data must be a str or null"),
+        (_set("config.surprise", 1), "config has unknown fields ['surprise']"),
+        (_set("config.epochs", _DELETE), "config lacks the fields ['epochs']"),
+        (_set("config.experiment", "rnn-digits"), "config.experiment 'rnn-digits' differs"),
+        (_set("config", [1]), "config must be a dict"),
+        (_set("experiment", None), "experiment must be a str"),
+        (_set("position.step", "abc"), "position.step must be an int, got str"),
+        (_set("position.step", -1), "position.step must be >= 0"),
+        (_set("position.epoch", 7), "position.epoch must be at most config.epochs = 1"),
+        (_set("position.best_val_accuracy", 1.5), "position.best_val_accuracy must be an acc"),
+        (_set("position.best_epoch", 9), "position.best_epoch must be below"),
+        (_set("position.extra", 0), "position must hold exactly"),
+        (_set("optimizer.param_groups", {}), "optimizer.param_groups must be a list"),
+        (_set("optimizer.state", {"x": {}}), "optimizer.state keys must be parameter indices"),
+        (_set("metrics_bytes.steps", -5), "metrics_bytes.steps must be >= 0"),
+        (_set("complete", "yes"), "complete must be a bool"),
+    ],
+)
+def test_a_sidecar_is_checked_field_by_field(finished_run, tmp_path, change, named):
+    from dyna.train.checkpoint import CheckpointError, sidecar_checksum
+    from dyna.train.trainer import load_training_checkpoint
+
+    (sidecar,) = (finished_run / "checkpoints").glob("step-*.json")
+    copy = tmp_path / "checkpoints"
+    copy.mkdir()
+    (copy / sidecar.with_suffix(".safetensors").name).write_bytes(
+        sidecar.with_suffix(".safetensors").read_bytes()
+    )
+    metadata = json.loads(sidecar.read_text())
+    assert load_training_checkpoint(finished_run)[1] == metadata
+    change(metadata)
+    # Re-signed, so that the content check, not the checksum, is what refuses it.
+    metadata["sidecar_sha256"] = sidecar_checksum(metadata)
+    (copy / sidecar.name).write_text(json.dumps(metadata))
+    with pytest.raises(CheckpointError, match="holds an invalid sidecar") as error:
+        load_training_checkpoint(tmp_path)
+    assert named in str(error.value)
+    assert str(copy / sidecar.name) in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("batch_size", 0, "batch_size must be >= 1, got 0"),
+        ("epochs", True, "epochs must be an int, got bool"),
+        ("lr", math.inf, "lr must be finite"),
+        ("weight_decay", -0.1, "weight_decay must be >= 0.0"),
+        ("threads", -1, "threads must be >= 0"),
+        ("schedule", "step", "schedule must be one of constant, cosine"),
+    ],
+)
+def test_train_config_refuses_what_cannot_train(field, value, message):
+    arguments = {"experiment": "horn-digits", "epochs": 1, "batch_size": 16, "lr": 0.1,
+                 "weight_decay": 0.0, "seed": 0, "eval_batch_size": 100, "checkpoint_every": 0,
+                 "log_every": 1}  # fmt: skip
+    arguments[field] = value
+    with pytest.raises((TypeError, ValueError), match=message):
+        TrainConfig(**arguments)

@@ -7,14 +7,19 @@ A checkpoint ``step-00000123`` in a run's ``checkpoints/`` folder is two files:
   ``rng.``). safetensors holds raw tensors only: loading executes nothing (no pickle).
 - ``step-00000123.json``: the format version, the experiment, the resolved configuration, the
   sha256 of the tensor file, and the non-tensor state (optimizer hyper-parameters, the position
-  in the run, the metrics so far).
+  in the run, the metrics so far), and last the sha256 of all of that (``sidecar_sha256``).
 
 Both are written to a temporary file in the same folder, flushed, fsynced and renamed over
 their final name (``os.replace`` is atomic). The tensor file goes first and the sidecar names
 its checksum, so a sidecar on disk always describes a complete tensor file: a run killed at any
-moment leaves either the previous checkpoint or the new one, never half of one. Loading checks
-the version, the checksum and the experiment/config and raises :class:`CheckpointError` with a
-one-line message otherwise.
+moment leaves either the previous checkpoint or the new one, never half of one.
+
+Loading trusts neither file: it checks the format version, that the sidecar names its own tensor
+file (``step-00000123.safetensors`` beside it, so no path in a sidecar can reach outside its
+folder), both checksums, and the tensors, and raises :class:`CheckpointError` with a one-line
+message otherwise. The sidecar's own checksum catches a hand-edited or damaged sidecar; what it
+holds is then checked field by field by its reader (:func:`dyna.train.trainer.check_sidecar`),
+since a checksum proves only that the file is the one written.
 """
 
 from __future__ import annotations
@@ -30,9 +35,12 @@ from typing import Any
 
 import torch
 
-FORMAT_VERSION = 1
+# Version 2 adds ``sidecar_sha256``; version 1 sidecars (without it) are still read.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 _NAME = re.compile(r"^step-(\d{8,})\.json$")
 _TEMP_PREFIX = ".tmp-"
+_WHAT_TO_PASS = "pass a run folder written by `dyna train`, its checkpoints/ or a step-*.json file"
 
 
 class CheckpointError(RuntimeError):
@@ -53,6 +61,17 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def sidecar_checksum(sidecar: Mapping[str, Any]) -> str:
+    """The sha256 of ``sidecar`` without its ``sidecar_sha256`` key, as canonical JSON.
+
+    Canonical: sorted keys, no spaces, computed on the JSON round trip (tuples become lists),
+    so the writer and a reader of the file hash the same text.
+    """
+    content = {key: value for key, value in sidecar.items() if key != "sidecar_sha256"}
+    text = json.dumps(json.loads(json.dumps(content)), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _fsync_directory(folder: Path) -> None:
@@ -166,6 +185,7 @@ def save_checkpoint(
     sidecar.update(
         {"format_version": FORMAT_VERSION, "tensors": tensor_path.name, "sha256": checksum}
     )
+    sidecar["sidecar_sha256"] = sidecar_checksum(sidecar)
     try:
         write_json_atomic(folder / f"{name}.json", sidecar)
     except OSError:
@@ -207,10 +227,7 @@ def resolve_checkpoint(path: str | Path) -> Path:
             found = list_checkpoints(folder)
             if found:
                 return found[-1]
-        raise CheckpointError(
-            f"no checkpoint in {path}: pass a run folder written by `dyna train` or a "
-            f"step-*.json file"
-        )
+        raise CheckpointError(f"no checkpoint in {path}: {_WHAT_TO_PASS}")
     if path.suffix == ".safetensors":
         path = path.with_suffix(".json")
     if not path.is_file():
@@ -222,8 +239,9 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     """Read and verify a checkpoint: returns (tensors on the CPU, sidecar).
 
     Raises:
-        CheckpointError: unreadable sidecar, unknown format version, missing tensor file,
-            checksum mismatch or unreadable tensors.
+        CheckpointError: unreadable sidecar, unknown format version, an edited sidecar, a
+            sidecar naming another tensor file, a missing tensor file, a checksum mismatch or
+            unreadable tensors.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load
@@ -232,17 +250,17 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     try:
         metadata = json.loads(sidecar_path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        if _NAME.match(sidecar_path.name):
+            raise CheckpointError(
+                f"checkpoint {sidecar_path} is corrupt (unreadable JSON: {error}): restore it "
+                f"or start a new run"
+            ) from None
+        # Not a name dyna writes: the user's own file, so no advice to delete or restore it.
         raise CheckpointError(
-            f"checkpoint {sidecar_path} is corrupt (unreadable JSON: {error}); "
-            f"delete it to fall back to an older one or start a new run"
+            f"{sidecar_path} is not a checkpoint (unreadable JSON: {error}): {_WHAT_TO_PASS}"
         ) from None
-    if not isinstance(metadata, dict) or metadata.get("format_version") != FORMAT_VERSION:
-        version = metadata.get("format_version") if isinstance(metadata, dict) else None
-        raise CheckpointError(
-            f"checkpoint {sidecar_path} has format version {version!r}, this dyna reads "
-            f"version {FORMAT_VERSION}: use the dyna that wrote it"
-        )
-    tensor_path = sidecar_path.with_name(str(metadata.get("tensors", "")))
+    check_envelope(sidecar_path, metadata)
+    tensor_path = sidecar_path.with_name(metadata["tensors"])
     try:
         data = tensor_path.read_bytes()
     except OSError:
@@ -250,7 +268,7 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
             f"checkpoint tensors {tensor_path} are missing: the checkpoint is incomplete, "
             f"delete {sidecar_path.name} or start a new run"
         ) from None
-    if hashlib.sha256(data).hexdigest() != metadata.get("sha256"):
+    if hashlib.sha256(data).hexdigest() != metadata["sha256"]:
         raise CheckpointError(
             f"checkpoint {tensor_path} is corrupt (sha256 does not match its sidecar): "
             f"restore it or start a new run"
@@ -260,6 +278,50 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     except (SafetensorError, ValueError) as error:
         raise CheckpointError(f"checkpoint {tensor_path} is unreadable ({error})") from None
     return tensors, metadata
+
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def check_envelope(sidecar_path: Path, metadata: object) -> None:
+    """Check what every sidecar holds: version, tensor file name, checksums.
+
+    Raises:
+        CheckpointError: one line naming the sidecar, the field and what was expected.
+    """
+    if not isinstance(metadata, dict) or "format_version" not in metadata:
+        raise CheckpointError(
+            f"{sidecar_path} is not a checkpoint (a JSON file without format_version): "
+            f"{_WHAT_TO_PASS}"
+        )
+    version = metadata["format_version"]
+    if isinstance(version, bool) or version not in READABLE_VERSIONS:
+        raise CheckpointError(
+            f"checkpoint {sidecar_path} has format version {version!r}, this dyna reads "
+            f"version {' or '.join(map(str, READABLE_VERSIONS))}: use the dyna that wrote it"
+        )
+    fix = "restore the checkpoint or start a new run"
+    if version >= 2:
+        stored = metadata.get("sidecar_sha256")
+        if not isinstance(stored, str) or stored != sidecar_checksum(metadata):
+            raise CheckpointError(
+                f"checkpoint {sidecar_path} was edited or damaged (its sidecar_sha256 does not "
+                f"match its content): {fix}"
+            )
+    # The writer names the tensor file after the sidecar; any other name (a path, "..", an
+    # absolute path) could only make the reader open a file outside the checkpoint.
+    expected = sidecar_path.with_suffix(".safetensors").name
+    if metadata.get("tensors") != expected:
+        raise CheckpointError(
+            f"checkpoint {sidecar_path}: field 'tensors' must be {expected!r} (the tensor file "
+            f"beside it), got {metadata.get('tensors', '<missing>')!r}: {fix}"
+        )
+    checksum = metadata.get("sha256")
+    if not isinstance(checksum, str) or not _SHA256.match(checksum):
+        raise CheckpointError(
+            f"checkpoint {sidecar_path}: field 'sha256' must be 64 lower-case hex digits, got "
+            f"{checksum!r}: {fix}"
+        )
 
 
 def rng_tensors() -> dict[str, torch.Tensor]:

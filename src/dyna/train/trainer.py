@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import math
 import signal
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -27,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dyna._validation import check_int, check_real
 from dyna.data.split import Split
 from dyna.experiments.registry import ConfigError, Dataset, Experiment
 from dyna.train import distributed
@@ -37,6 +39,7 @@ from dyna.train.checkpoint import (
     list_checkpoints,
     load_checkpoint,
     remove_temporary_files,
+    resolve_checkpoint,
     restore_rng,
     rng_tensors,
     save_checkpoint,
@@ -76,6 +79,9 @@ class TrainConfig:
     device: str = "auto"
     data: str | None = None
 
+    def __post_init__(self) -> None:
+        check_config_fields(asdict(self))
+
     def to_json(self) -> dict[str, Any]:
         value = asdict(self)
         value["params"] = {
@@ -83,6 +89,69 @@ class TrainConfig:
             for key, item in self.params.items()
         }
         return value
+
+
+SCHEDULES = ("constant", "cosine")
+# torch.manual_seed takes any seed that fits 64 bits unsigned.
+SEED_LIMIT = 2**64
+
+
+def _check_integer(name: str, value: object, minimum: int, limit: int | None = None) -> None:
+    number = check_int(name, value, minimum=minimum)
+    if limit is not None and number >= limit:
+        raise ValueError(f"{name} must be below {limit}, got {number}")
+
+
+def _check_type(name: str, value: object, kind: type | tuple[type, ...], words: str) -> None:
+    if not isinstance(value, kind):
+        raise TypeError(f"{name} must be {words}, got {type(value).__name__}")
+
+
+def _dict(name: str, value: object) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TypeError(f"{name} must be a dict, got {type(value).__name__}")
+    return value
+
+
+def check_config_fields(values: Mapping[str, Any], prefix: str = "") -> None:
+    """Raise ``TypeError``/``ValueError`` naming ``prefix + field`` if a value cannot train.
+
+    One rule for every way a :class:`TrainConfig` is made: the command line, the Python API and
+    a checkpoint's sidecar (where ``prefix`` is ``"config."``).
+    """
+    names = {item.name for item in fields(TrainConfig)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(f"{prefix.rstrip('.') or 'config'} has unknown fields {unknown}")
+    missing = sorted(
+        item.name
+        for item in fields(TrainConfig)
+        if item.name not in values and item.default is MISSING and item.default_factory is MISSING
+    )
+    if missing:
+        raise ValueError(f"{prefix.rstrip('.') or 'config'} lacks the fields {missing}")
+    _check_type(f"{prefix}experiment", values["experiment"], str, "a str")
+    for name, minimum in (
+        ("epochs", 1),
+        ("batch_size", 1),
+        ("eval_batch_size", 1),
+        ("checkpoint_every", 0),
+        ("log_every", 1),
+        ("threads", 0),
+    ):
+        if name in values:
+            _check_integer(f"{prefix}{name}", values[name], minimum)
+    _check_integer(f"{prefix}seed", values["seed"], 0, SEED_LIMIT)
+    check_real(f"{prefix}lr", values["lr"], minimum=0.0, strictly_greater=True)
+    check_real(f"{prefix}weight_decay", values["weight_decay"], minimum=0.0)
+    schedule = values.get("schedule", "constant")
+    if schedule not in SCHEDULES:
+        raise ValueError(
+            f"{prefix}schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}"
+        )
+    _check_type(f"{prefix}params", values.get("params", {}), dict, "a dict")
+    _check_type(f"{prefix}device", values.get("device", "auto"), str, "a str")
+    _check_type(f"{prefix}data", values.get("data"), (str, type(None)), "a str or null")
 
 
 def config_differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
@@ -117,7 +186,85 @@ class Position:
     test_at_best: float | None = None
 
 
-SCHEDULES = ("constant", "cosine")
+def position_from_json(value: object, epochs: int) -> Position:
+    """The :class:`Position` a sidecar holds, checked against a run of ``epochs`` epochs.
+
+    Raises:
+        TypeError, ValueError: naming the field (``position.step``, ...) and the value.
+    """
+    value = _dict("position", value)
+    names = [item.name for item in fields(Position)]
+    if sorted(value) != sorted(names):
+        raise ValueError(f"position must hold exactly {names}, got {sorted(value)}")
+    for name in ("epoch", "batch", "step", "samples"):
+        _check_integer(f"position.{name}", value[name], 0)
+    for name in ("correct", "count"):
+        check_real(f"position.{name}", value[name], minimum=0.0)
+    # A diverged run may carry an infinite or NaN loss sum; it still resumes.
+    check_real("position.loss_sum", value["loss_sum"], finite=False)
+    if value["epoch"] > epochs:
+        raise ValueError(
+            f"position.epoch must be at most config.epochs = {epochs}, got {value['epoch']}"
+        )
+    for name in ("best_val_accuracy", "test_at_best"):
+        if value[name] is not None:
+            number = check_real(f"position.{name}", value[name], minimum=0.0)
+            if number > 1.0:
+                raise ValueError(f"position.{name} must be an accuracy in [0, 1], got {number}")
+    if value["best_epoch"] is not None:
+        _check_integer("position.best_epoch", value["best_epoch"], 1, value["epoch"] + 1)
+    return Position(**value)
+
+
+def check_sidecar(path: Path, metadata: Mapping[str, Any]) -> None:
+    """Check the fields :func:`train` writes into a checkpoint's sidecar, types and ranges.
+
+    :func:`~dyna.train.checkpoint.load_checkpoint` has checked the envelope (version, tensor
+    file name, checksums); this checks the content, so a sidecar that is valid JSON but not a
+    run's (written by hand, or by a buggy tool) is refused before any of it is used.
+
+    Raises:
+        CheckpointError: one line naming the sidecar and the field.
+    """
+    try:
+        _check_type("experiment", metadata.get("experiment"), str, "a str")
+        config = _dict("config", metadata.get("config"))
+        check_config_fields(config, prefix="config.")
+        if config["experiment"] != metadata["experiment"]:
+            raise ValueError(
+                f"config.experiment {config['experiment']!r} differs from experiment "
+                f"{metadata['experiment']!r}"
+            )
+        position_from_json(metadata.get("position"), config["epochs"])
+        optimizer = _dict("optimizer", metadata.get("optimizer"))
+        _check_type("optimizer.param_groups", optimizer.get("param_groups"), list, "a list")
+        for index, group in enumerate(optimizer["param_groups"]):
+            _dict(f"optimizer.param_groups[{index}]", group)
+        for key, entry in _dict("optimizer.state", optimizer.get("state")).items():
+            if not key.isdigit():
+                raise ValueError(f"optimizer.state keys must be parameter indices, got {key!r}")
+            _dict(f"optimizer.state.{key}", entry)
+        sizes = _dict("metrics_bytes", metadata.get("metrics_bytes"))
+        for name in ("steps", "epochs"):
+            _check_integer(f"metrics_bytes.{name}", sizes.get(name), 0)
+        _check_type("complete", metadata.get("complete"), bool, "a bool")
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(
+            f"checkpoint {path} holds an invalid sidecar ({error}): restore the checkpoint or "
+            f"start a new run"
+        ) from None
+
+
+def load_training_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """:func:`~dyna.train.checkpoint.load_checkpoint` of a run's checkpoint, its sidecar checked.
+
+    ``path`` is a run folder, its ``checkpoints/`` folder or a sidecar. Returns (tensors,
+    sidecar); raises :class:`~dyna.train.checkpoint.CheckpointError` with one line otherwise.
+    """
+    sidecar_path = resolve_checkpoint(path)
+    tensors, metadata = load_checkpoint(sidecar_path)
+    check_sidecar(sidecar_path, metadata)
+    return tensors, metadata
 
 
 def learning_rate(config: TrainConfig, step: int, total_steps: int) -> float:
@@ -248,7 +395,7 @@ def _train(experiment, config, out, context, resume, quiet, live, tensorboard):
             raise CheckpointError(
                 f"--resume: no checkpoint in {files['checkpoints']}: start the run without --resume"
             )
-        checkpoint = load_checkpoint(found[-1])
+        checkpoint = load_training_checkpoint(found[-1])
         saved = checkpoint[1]
         if saved.get("experiment") != experiment.name:
             raise CheckpointMismatch(
