@@ -23,16 +23,23 @@ def idx_bytes(values: torch.Tensor) -> bytes:
 
 
 def write_mnist_folder(
-    folder: Path, n_train: int = 96, n_test: int = 48, *, gz: bool = False
+    folder: Path,
+    n_train: int = 96,
+    n_test: int = 48,
+    *,
+    gz: bool = False,
+    test_size: int = 28,
 ) -> Path:
     """Write ``n_train``/``n_test`` random images with labels 0..9 in turn; returns ``folder``.
 
-    ``gz`` writes every file gzipped, with the ``.gz`` suffix.
+    ``gz`` writes every file gzipped, with the ``.gz`` suffix; ``test_size`` makes the test
+    images ``test_size`` x ``test_size`` pixels instead of MNIST's 28 x 28.
     """
     folder.mkdir(parents=True, exist_ok=True)
     generator = torch.Generator().manual_seed(0)
     for split, count in (("train", n_train), ("test", n_test)):
-        images = torch.randint(0, 256, (count, 28, 28), generator=generator)
+        size = test_size if split == "test" else 28
+        images = torch.randint(0, 256, (count, size, size), generator=generator)
         labels = torch.arange(count) % 10
         for name, values in zip(FILES[split], (images, labels), strict=True):
             data = idx_bytes(values)

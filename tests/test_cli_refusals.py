@@ -12,6 +12,7 @@ import pytest
 from dyna.cli import main
 from dyna.train.checkpoint import sidecar_checksum
 from tests.cli_refusal import assert_refused
+from tests.fake_mnist import write_mnist_folder
 
 
 @pytest.fixture(scope="module")
@@ -68,3 +69,44 @@ def test_an_invalid_sidecar_is_refused_by_resume_and_eval(
     resume = ["train", "horn-digits", "--out", str(run), "--resume", "--quiet"]
     assert_refused(resume, [named], unchanged=[run], exit_code=1)
     assert_refused(["eval", str(run)], [named], unchanged=[run], exit_code=1)
+
+
+SMNIST_TINY = ["--set", "n_hidden=4", "--set", "validation=16", "--epochs", "1", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def smnist_run(tmp_path_factory):
+    """A finished one-epoch horn-smnist run on a fake MNIST folder of 28x28 images."""
+    folder = tmp_path_factory.mktemp("smnist")
+    data = write_mnist_folder(folder / "mnist", 48, 16)
+    out = folder / "run"
+    assert main(["train", "horn-smnist", "--data", str(data), *SMNIST_TINY, "--out", str(out)]) == 0
+    return out
+
+
+@pytest.mark.parametrize("experiment", ["horn-smnist", "horn-psmnist", "dynconv-mnist"])
+@pytest.mark.parametrize(
+    ("test_size", "test_count", "named"),
+    [
+        (20, 16, "t10k-images-idx3-ubyte holds 20x20 images, expected 28x28"),
+        (28, 0, "t10k-images-idx3-ubyte holds 0 test images, this experiment needs at least 1"),
+    ],
+)
+def test_mnist_of_another_image_size_or_without_test_images_is_refused(
+    tmp_path, experiment, test_size, test_count, named
+):
+    data = write_mnist_folder(tmp_path / "mnist", 48, test_count, test_size=test_size)
+    out = tmp_path / "run"
+    arguments = ["train", experiment, "--data", str(data), "--out", str(out), "--epochs", "1"]
+    assert_refused(arguments, [named], unchanged=[data], exit_code=2)
+    assert not out.exists()  # refused before the run folder is made
+
+
+def test_eval_on_mnist_of_another_image_size_is_refused(smnist_run, tmp_path):
+    data = write_mnist_folder(tmp_path / "small", 48, 16, test_size=20)
+    assert_refused(
+        ["eval", str(smnist_run), "--data", str(data)],
+        ["t10k-images-idx3-ubyte holds 20x20 images"],
+        unchanged=[smnist_run, data],
+        exit_code=2,
+    )

@@ -104,3 +104,44 @@ def test_non_byte_mnist_file_and_bad_path_type(tmp_path):
         read_idx(None)
     with pytest.raises(TypeError, match=r"folder must be a str or os\.PathLike"):
         load_mnist(3)
+
+
+def test_a_header_that_promises_another_size_says_it_is_not_that_kind_of_idx_file(tmp_path):
+    # A labels file (count 8000, then the labels) whose magic claims three dimensions: the
+    # labels are read as sizes, and the file cannot be the images its header describes.
+    path = tmp_path / "train-images-idx3-ubyte"
+    path.write_bytes(struct.pack(">II", 0x803, 8000) + bytes([5, 4, 0, 1, 7, 5, 0, 5]) * 1000)
+    with pytest.raises(DataError, match="not an IDX file of the kind its header says") as error:
+        read_idx(path)
+    assert "magic 0x00000803 with sizes (8000, 84148225, 117768197)" in str(error.value)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_images_of_another_size_are_refused_naming_the_file(tmp_path, gz):
+    write_mnist_folder(tmp_path, 5, 3, gz=gz, test_size=20)
+    with pytest.raises(
+        DataError, match=r"t10k-images-idx3-ubyte.* holds 20x20 images, expected 28x28"
+    ):
+        load_mnist(tmp_path)
+    with pytest.raises(
+        DataError, match=r"train-images-idx3-ubyte.* holds 28x28 images, expected 20x20"
+    ):
+        load_mnist(tmp_path, image_shape=(20, 20))
+
+
+def test_too_few_images_for_the_caller_are_refused_naming_the_file(tmp_path):
+    write_mnist_folder(tmp_path, 5, 0)
+    train, test = load_mnist(tmp_path)
+    assert len(train) == 5 and len(test) == 0  # the reader itself takes empty files
+    with pytest.raises(
+        DataError, match=r"t10k-images-idx3-ubyte holds 0 test images, .* at least 1"
+    ):
+        load_mnist(tmp_path, min_test=1)
+    with pytest.raises(
+        DataError, match=r"train-images-idx3-ubyte holds 5 train images, .* at least 6"
+    ):
+        load_mnist(tmp_path, min_train=6)
+    with pytest.raises(TypeError, match="image_shape must be a"):
+        load_mnist(tmp_path, image_shape=28)
+    with pytest.raises(ValueError, match="min_test must be >= 0"):
+        load_mnist(tmp_path, min_test=-1)

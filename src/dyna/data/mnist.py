@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from dyna._validation import check_int
 from dyna.data.split import DataError, Split, check_path
 
 FILES = {
@@ -37,6 +38,8 @@ IDX_DTYPES = {
     0x0D: torch.float32,
     0x0E: torch.float64,
 }
+# MNIST's images are 28x28; what the experiments read and what load_mnist insists on by default.
+IMAGE_SHAPE = (28, 28)
 _FIX = "point --data at a folder with the four standard MNIST IDX files (gzipped or not)"
 
 
@@ -91,9 +94,12 @@ def read_idx(path: str | Path) -> torch.Tensor:
     itemsize = dtype.itemsize
     expected = header + math.prod(shape) * itemsize
     if len(raw) != expected:
+        # A header whose sizes promise far more (or less) than the file holds is most often
+        # another file under an IDX name, not a damaged IDX file: say both.
         raise DataError(
-            f"MNIST file {path} holds {len(raw)} bytes but its header {shape} needs {expected}: "
-            f"the file is truncated or corrupt, {_FIX}"
+            f"MNIST file {path} is not an IDX file of the kind its header says: it holds "
+            f"{len(raw)} bytes, but magic {magic:#010x} with sizes {shape} needs {expected} "
+            f"(another kind of file, or truncated or corrupt): {_FIX}"
         )
     if expected == header:
         return torch.empty(shape, dtype=dtype)
@@ -134,13 +140,50 @@ def load_mnist_split(folder: str | Path, split: str) -> tuple[torch.Tensor, torc
     return images, labels.long()
 
 
-def load_mnist(folder: str | Path) -> tuple[Split, Split]:
+def load_mnist(
+    folder: str | Path,
+    *,
+    image_shape: tuple[int, int] = IMAGE_SHAPE,
+    min_train: int = 0,
+    min_test: int = 0,
+) -> tuple[Split, Split]:
     """(train, test) :class:`Split` objects: images (N, 28, 28) float32 in [0, 1], labels.
 
     Pixels are divided by 255 (no mean/std normalisation, the sMNIST recipe).
+
+    Args:
+        folder: the folder of the four IDX files.
+        image_shape: the (height, width) every image must have (default MNIST's 28x28).
+        min_train: the fewest training images the caller can use (default 0).
+        min_test: the fewest test images the caller can use (default 0).
+
+    Raises:
+        DataError: a file is missing or malformed, holds images of another shape, or too few.
     """
+    if not isinstance(image_shape, (tuple, list)) or len(image_shape) != 2:
+        raise TypeError(f"image_shape must be a (height, width) pair, got {image_shape!r}")
+    image_shape = (
+        check_int("image_shape[0]", image_shape[0], minimum=1),
+        check_int("image_shape[1]", image_shape[1], minimum=1),
+    )
+    minimums = {
+        "train": check_int("min_train", min_train, minimum=0),
+        "test": check_int("min_test", min_test, minimum=0),
+    }
     splits = []
     for split in ("train", "test"):
         images, labels = load_mnist_split(folder, split)
+        image_path = find_idx_file(folder, FILES[split][0])
+        if tuple(images.shape[1:]) != image_shape:
+            height, width = images.shape[1:]
+            raise DataError(
+                f"MNIST file {image_path} holds {height}x{width} images, expected "
+                f"{image_shape[0]}x{image_shape[1]}: {_FIX}"
+            )
+        if len(labels) < minimums[split]:
+            raise DataError(
+                f"MNIST file {image_path} holds {len(labels)} {split} images, this experiment "
+                f"needs at least {minimums[split]}: {_FIX}"
+            )
         splits.append(Split(images.float().div_(255.0), labels))
     return splits[0], splits[1]

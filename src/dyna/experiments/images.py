@@ -47,7 +47,7 @@ def digits_images(params: Mapping[str, Any], data_dir: Path | None) -> Dataset:
 
 
 def mnist_images(params: Mapping[str, Any], data_dir: Path | None) -> Dataset:
-    train, test = read_mnist(data_dir)
+    train, test = read_mnist(data_dir, min_train=1, min_test=1)
     train = _as_images(_limit(train, params["train_samples"]))
     test = _as_images(_limit(test, params["test_samples"]))
     return Dataset(train, test, 10, description=f"MNIST images from {data_dir}")

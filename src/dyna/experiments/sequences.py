@@ -40,7 +40,7 @@ from typing import Any
 import torch
 
 from dyna.data.digits import load_digits_split
-from dyna.data.mnist import load_mnist
+from dyna.data.mnist import IMAGE_SHAPE, load_mnist
 from dyna.data.split import Split, holdout
 from dyna.experiments.registry import (
     ConfigError,
@@ -56,7 +56,7 @@ from dyna.module import HORNSeqNetwork
 
 MODELS = ("horn", "lstm", "gru", "rnn")
 DATA = ("digits", "smnist", "psmnist")
-SMNIST_STEPS = 784
+SMNIST_STEPS = IMAGE_SHAPE[0] * IMAGE_SHAPE[1]  # 784
 
 
 def _as_sequences(split: Split, order: torch.Tensor | None = None) -> Split:
@@ -72,14 +72,21 @@ def _limit(split: Split, count: int) -> Split:
     return split if count == 0 or count >= len(split) else split.subset(torch.arange(count))
 
 
-def read_mnist(data_dir: Path | None) -> tuple[Split, Split]:
-    """The (train, test) splits of the MNIST folder ``--data`` names; a usage error without one."""
+def read_mnist(
+    data_dir: Path | None, *, min_train: int = 1, min_test: int = 1
+) -> tuple[Split, Split]:
+    """The (train, test) splits of the MNIST folder ``--data`` names; a usage error without one.
+
+    Every MNIST experiment reads 28x28 images (:data:`~dyna.data.mnist.IMAGE_SHAPE`) and needs
+    at least ``min_train`` training and ``min_test`` test images; any other folder is refused
+    with a :class:`~dyna.data.split.DataError` naming the file.
+    """
     if data_dir is None:
         raise ConfigError(
             "this experiment reads MNIST: pass --data DIR, a folder with the four standard "
             "MNIST IDX files (train-images-idx3-ubyte[.gz], ...)"
         )
-    return load_mnist(data_dir)
+    return load_mnist(data_dir, image_shape=IMAGE_SHAPE, min_train=min_train, min_test=min_test)
 
 
 def digits_sequences(params: Mapping[str, Any], data_dir: Path | None) -> Dataset:
@@ -95,21 +102,18 @@ def digits_sequences(params: Mapping[str, Any], data_dir: Path | None) -> Datase
 
 def mnist_sequences(params: Mapping[str, Any], data_dir: Path | None) -> Dataset:
     """MNIST as 784-step pixel sequences, with a validation hold-out and optional permutation."""
-    train, test = read_mnist(data_dir)
+    train, test = read_mnist(data_dir, min_train=1, min_test=1)
     order = None
     if params["permuted"]:
         generator = torch.Generator().manual_seed(params["permutation_seed"])
         order = torch.randperm(SMNIST_STEPS, generator=generator)
-    if train.inputs[0].numel() != SMNIST_STEPS:
-        raise ConfigError(
-            f"MNIST images in {data_dir} have {train.inputs[0].numel()} pixels, expected 784"
-        )
     validation = None
     if params["validation"] > 0:
+        # The validation images come out of the training file: at least one must remain.
         if params["validation"] >= len(train):
             raise ConfigError(
                 f"--set validation={params['validation']} must be smaller than the "
-                f"{len(train)} training images"
+                f"{len(train)} training images in {data_dir}"
             )
         train, validation = holdout(train, params["validation"], params["split_seed"])
         validation = _as_sequences(_limit(validation, params["test_samples"]), order)
