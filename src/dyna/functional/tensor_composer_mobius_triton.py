@@ -217,10 +217,9 @@ def mobius_projection_backward(
     need_factors, need_planes = needs
     grad = grad.contiguous()
     grads = [u.new_empty(0), v.new_empty(0), plane_re.new_empty(0), plane_im.new_empty(0)]
-    float32 = {"device": u.device, "dtype": torch.float32}
     if need_factors:
-        grad_u = torch.zeros(u.shape, **float32)
-        grad_v = torch.zeros(v.shape, **float32)
+        grad_u = torch.zeros_like(u, dtype=torch.float32)
+        grad_v = torch.zeros_like(v, dtype=torch.float32)
         if batch * subspaces and height:
             _factor_grad_kernel[(batch, subspaces)](
                 grad,
@@ -238,8 +237,8 @@ def mobius_projection_backward(
             )
         grads[0], grads[1] = grad_u.to(u.dtype), grad_v.to(v.dtype)
     if need_planes:
-        grad_re = torch.zeros(plane_re.shape, **float32)
-        grad_im = torch.zeros(plane_im.shape, **float32)
+        grad_re = torch.zeros_like(plane_re, dtype=torch.float32)
+        grad_im = torch.zeros_like(plane_im, dtype=torch.float32)
         if subspaces * height * width:
             grid = (subspaces, triton.cdiv(height, _TILE), triton.cdiv(width, _TILE))
             _plane_grad_kernel[grid](
