@@ -30,6 +30,7 @@ import torch
 
 from dyna._validation import check_floating_tensor, check_real
 from dyna.functional._autograd import first_order_backward
+from dyna.functional._backend import check_backend, logger, use_triton
 
 
 def _check_delay(delay: object, n_units: int) -> torch.Tensor:
@@ -529,6 +530,26 @@ class HORNScan(torch.autograd.Function):
         )
 
 
+def _triton_unsupported(
+    drive: torch.Tensor,
+    weight: torch.Tensor,
+    x0: torch.Tensor,
+    y0: torch.Tensor,
+    history: torch.Tensor | None,
+    delay: torch.Tensor | None,
+) -> str | None:
+    """Why the kernels cannot take these inputs, or None if they can (no host sync)."""
+    tensors = {"weight": weight, "x0": x0, "y0": y0, "history": history, "delay": delay}
+    for name, tensor in tensors.items():
+        if tensor is not None and tensor.device != drive.device:
+            return f"{name} is on {tensor.device}, drive on {drive.device}"
+    for name in ("weight", "x0", "y0", "history"):
+        tensor = tensors[name]
+        if tensor is not None and tensor.dtype != drive.dtype:
+            return f"{name} has dtype {tensor.dtype}, drive {drive.dtype}"
+    return None
+
+
 def _per_unit(value: torch.Tensor | float, n_units: int, like: torch.Tensor) -> torch.Tensor:
     """``value`` broadcast to (n_units,) in ``like``'s dtype and device; differentiable."""
     if not isinstance(value, torch.Tensor):
@@ -552,6 +573,7 @@ def horn_scan(
     delay: torch.Tensor | None = None,
     history: torch.Tensor | None = None,
     max_delay: int | None = None,
+    backend: str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """HORN scan over time with a hand-written backward through time.
 
@@ -559,6 +581,14 @@ def horn_scan(
     ``weight @ y_{t-1} + bias`` without delays, or the delayed sum
     ``r_i = sum_j weight[i, j] * yhat_j(t - 1 - delay[i, j])`` with delays (no bias then).
     Under ``torch.compile`` it runs :func:`horn_scan_ref`, which the compiler can trace.
+
+    ``backend`` picks the implementation of the recurrence (see ``dyna.functional._backend``):
+    ``None`` runs the Triton kernels (:mod:`dyna.functional.horn_triton`) for CUDA tensors in
+    float32/bfloat16/float16 when ``triton`` imports and the torch loop otherwise; ``"torch"``
+    always runs the torch loop; ``"triton"`` forces the kernels (CUDA tensors, or CPU tensors
+    under ``TRITON_INTERPRET=1``; a ``RuntimeError`` where they cannot run at all). float64 and
+    inputs the kernels do not take run the torch loop, logged at debug level on the
+    ``dyna.backend`` logger. Both give the same results to float32 rounding.
 
     Args:
         drive: input projection for every step, (T, B, n).
@@ -576,11 +606,14 @@ def horn_scan(
         history: with delays, the readable velocities newest first, (L, B, n) with
             L = max(delay) + 1; None reads zeros before the start.
         max_delay: ``int(delay.max())`` if the caller knows it (avoids a host sync).
+        backend: ``None`` (default: Triton for CUDA tensors when available), ``"torch"`` or
+            ``"triton"``.
 
     Returns:
         ``(x_seq, y_seq, history_out)``: positions and velocities x_1..x_T, y_1..y_T, each
         (T, B, n), and with delays the history after the last step (L, B, n) (None without).
     """
+    backend = check_backend(backend)
     dt = _check_scan_inputs(drive, weight, bias, dt, x0, y0)
     n_units = drive.shape[-1]
     if delay is not None:
@@ -588,10 +621,25 @@ def horn_scan(
         if bias is not None:
             raise ValueError("bias must be None when delay is given (the delayed path has none)")
     if torch.compiler.is_compiling():
+        if backend == "triton":
+            logger.debug("horn_scan: under torch.compile the traceable horn_scan_ref runs")
         return horn_scan_ref(
             drive, weight, bias, alpha, omega, gamma, v, dt, x0, y0,
             recurrent_scale=recurrent_scale, delay=delay, history=history, max_delay=max_delay,
         )  # fmt: skip
+    scan: Any = HORNScan
+    # The kernels compute in float32: their coefficients stay float32 for a low-precision drive.
+    coefficient_like = drive
+    # Decided before the T = 0 exit: a forced backend that cannot run fails the same way.
+    if use_triton("horn_scan", backend, drive):
+        reason = _triton_unsupported(drive, weight, x0, y0, history, delay)
+        if reason is None:
+            from dyna.functional.horn_triton import HORNScanTriton
+
+            scan = HORNScanTriton
+            coefficient_like = drive.new_empty((), dtype=torch.float32)
+        else:
+            logger.debug("horn_scan: the torch path runs (%s)", reason)
     history_length = 1  # velocities the scan keeps readable: max_delay + 1 with delays
     if delay is not None:
         history_length = (int(delay.max()) if max_delay is None else max_delay) + 1
@@ -606,12 +654,12 @@ def horn_scan(
     if bias is not None:
         drive = drive + recurrent_scale * bias
     scaled_weight = weight if recurrent_scale == 1.0 else weight * recurrent_scale
-    gain = dt * _per_unit(alpha, n_units, drive)
-    omega_units = _per_unit(omega, n_units, drive)
+    gain = dt * _per_unit(alpha, n_units, coefficient_like)
+    omega_units = _per_unit(omega, n_units, coefficient_like)
     spring = dt * (omega_units * omega_units)
-    retention = 1.0 - dt * (2.0 * _per_unit(gamma, n_units, drive))
-    feedback = None if v is None else _per_unit(v, n_units, drive)
-    positions, velocities = HORNScan.apply(
+    retention = 1.0 - dt * (2.0 * _per_unit(gamma, n_units, coefficient_like))
+    feedback = None if v is None else _per_unit(v, n_units, coefficient_like)
+    positions, velocities = scan.apply(
         drive, scaled_weight, gain, spring, retention, feedback, x0, y0, history,
         delay, dt, history_length,
     )  # fmt: skip

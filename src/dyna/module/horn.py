@@ -32,6 +32,7 @@ from dyna._validation import (
     check_positive_int,
     check_real,
 )
+from dyna.functional._backend import check_backend
 from dyna.functional.horn import horn_scan, horn_step
 
 DYNAMICS = ("alpha", "omega", "gamma", "v")
@@ -295,6 +296,9 @@ class HORNSeqLayer(nn.Module):
         dtype: factory argument: the dtype of parameters and buffers.
         paper: the original HORN (default False): recurrent_scale = 1/sqrt(n), requires v = 0
             and initialises like ``nn.Linear`` instead of N(0, 2/fan_in) with zero biases.
+        backend: implementation of the scan, see :func:`dyna.functional.horn_scan`: None
+            (default: the Triton kernels for CUDA tensors when triton imports, the torch loop
+            otherwise), ``"torch"`` or ``"triton"``.
 
     Shape:
         - input: (T, B, n_input), (B, T, n_input) if batch_first, or unbatched (T, n_input).
@@ -331,11 +335,13 @@ class HORNSeqLayer(nn.Module):
         dtype: torch.dtype | None = None,
         learnable: Iterable[str] = (),
         paper: bool = False,
+        backend: str | None = None,
     ) -> None:
         super().__init__()
         factory_kwargs: dict[str, Any] = {"device": device, "dtype": dtype}
         self.n_input = check_positive_int("n_input", n_input)
         self.n_hidden = check_positive_int("n_hidden", n_hidden)
+        self.backend = check_backend(backend)
         self.bias = check_bool("bias", bias)
         self.batch_first = check_bool("batch_first", batch_first)
         self.paper = check_bool("paper", paper)
@@ -508,6 +514,7 @@ class HORNSeqLayer(nn.Module):
             delay=self.delay,
             history=history,
             max_delay=self.max_delay,
+            backend=self.backend,
         )
         if steps == 0:
             x_last, y_last = x0, y0
@@ -543,6 +550,8 @@ class HORNSeqLayer(nn.Module):
             parts.append("batch_first=True")
         if self.paper:
             parts.append("paper=True")
+        if self.backend is not None:
+            parts.append(f"backend={self.backend!r}")
         return ", ".join(parts)
 
 
@@ -585,6 +594,7 @@ class HORNSeqNetwork(nn.Module):
         learnable: as in :class:`HORNSeqLayer`, the same for every layer.
         paper: as in :class:`HORNSeqLayer`, the same for every layer.
         readout: ``'last'`` (default) or ``'mean'``.
+        backend: as in :class:`HORNSeqLayer`, the same for every layer (default None).
 
     Shape:
         - input: (T, B, n_input), (B, T, n_input) if batch_first, or unbatched (T, n_input).
@@ -615,10 +625,12 @@ class HORNSeqNetwork(nn.Module):
         learnable: Iterable[str] = (),
         paper: bool = False,
         readout: str = "last",
+        backend: str | None = None,
     ) -> None:
         super().__init__()
         factory_kwargs: dict[str, Any] = {"device": device, "dtype": dtype}
         self.n_input = check_positive_int("n_input", n_input)
+        self.backend = check_backend(backend)
         if isinstance(n_hidden, (list, tuple)):
             if not n_hidden:
                 raise ValueError("n_hidden must name at least one layer, got an empty list")
@@ -659,6 +671,7 @@ class HORNSeqNetwork(nn.Module):
                     batch_first=batch_first,
                     learnable=learnable,
                     paper=paper,
+                    backend=self.backend,
                     **factory_kwargs,
                 )
             )
@@ -704,7 +717,10 @@ class HORNSeqNetwork(nn.Module):
         return self.h2o(features)
 
     def extra_repr(self) -> str:
-        return (
+        description = (
             f"n_input={self.n_input}, n_hidden={self.n_hidden}, n_output={self.n_output}, "
             f"readout={self.readout!r}"
         )
+        if self.backend is not None:
+            description += f", backend={self.backend!r}"
+        return description

@@ -1,0 +1,872 @@
+# Triton kernels: only their tl.constexpr parameters carry annotations (Triton reads them).
+# mypy: disable-error-code="no-untyped-def"
+"""Triton kernels for the HORN scan: the recurrence over time, forward and backward, on chip.
+
+Same maths and interface as :class:`dyna.functional.horn.HORNScan` (see its docstring): the
+forward runs
+
+    a_t = tanh(drive_t + r_t + feedback * x_{t-1})
+    y_t = retention * y_{t-1} - spring * x_{t-1} + gain * a_t,   x_t = x_{t-1} + dt * y_t
+
+with r_t = W yhat(t-1) or, with delays, r_i(t) = sum_j W_ij yhat_j(t-1-d_ij); the backward runs
+the adjoint recurrence of ``HORNScan.backward`` in reverse time. Only the sequential part is a
+kernel: every program owns a tile of BLOCK_B batch rows and walks all T steps, so the T-step
+loop costs one launch instead of thousands. What is parallel over time stays in torch around
+the kernels (the input projection before, the weight and per-unit coefficient gradients after,
+each one large matmul or reduction), as FlashRNN and mamba's selective scan do.
+
+Two kernel families, chosen by the hidden size n:
+
+- registers (no delays, n padded to a power of two <= ``REGISTER_PATH_MAX_UNITS``): the
+  recurrent weight and the tile's positions and velocities stay in registers for the whole
+  scan; the next step's drive is loaded before the current step's maths.
+- tiled (larger n, and every delayed scan): the state of the tile lives in the output buffers.
+  Each step loops over BLOCK_N output columns and BLOCK_K inputs, reading weight tiles from
+  L1/L2 and the previous velocities from the buffer the previous step wrote, with a CTA barrier
+  between steps. Any n runs: nothing is sized by n but the loop counts. With delays the
+  recurrent term gathers yhat_j(t-1-d_ij) from the velocity buffer per (row, i, j), and the
+  backward gathers the later steps' pre-activation adjoints the same way.
+
+Everything accumulates in float32 and the buffers the backward reads are float32; the outputs
+come back in the input dtype. float32 dots use ``input_precision="ieee"`` unless
+``torch.backends.cuda.matmul.allow_tf32`` is set. Import this module only when a kernel runs:
+it imports triton, and Triton reads ``TRITON_INTERPRET`` when the kernels are defined.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import triton
+import triton.language as tl
+
+from dyna.functional._autograd import first_order_backward
+from dyna.functional._backend import prepare_interpreter, triton_interpreting
+from dyna.functional.horn import _previous_sum
+
+prepare_interpreter()
+
+# Padded n up to which the register kernels run; above it the tiled kernels (a (n, n) float32
+# weight at n = 128 would need 128 registers per thread at 4 warps and spill).
+REGISTER_PATH_MAX_UNITS = 64
+
+
+def _padded_units(n_units: int) -> int:
+    """n padded to a power of two of at least 16, the smallest tl.dot operand side."""
+    return max(16, triton.next_power_of_2(n_units))
+
+
+def _dot_precision() -> str:
+    return "tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee"
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared device functions
+# ---------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _tanh(x):
+    # (1 - e) / (1 + e) with e = exp(-2|x|) loses relative accuracy near zero, where 1 - e
+    # cancels; below |x| = 0.3 the odd Taylor series to x^11 is exact to 2e-9 relative.
+    magnitude = tl.abs(x)
+    decay = tl.exp(-2.0 * magnitude)
+    large = (1.0 - decay) / (1.0 + decay)
+    square = x * x
+    series = -0.0088632355 * square + 0.0218694885
+    series = series * square - 0.0539682540
+    series = series * square + 0.1333333333
+    series = series * square - 0.3333333333
+    small = x + x * square * series
+    return tl.where(magnitude < 0.3, small, tl.where(x < 0.0, -large, large))
+
+
+@triton.jit
+def _dense_product(
+    acc,
+    vector_ptr,
+    matrix_ptr,
+    row_offsets,
+    row_mask,
+    units,
+    unit_mask,
+    n_units,
+    valid,
+    PRECISION: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
+    """acc + vector[rows, :] @ matrix[:, units], K-tiled; ``vector_ptr`` points at one step."""
+    source_base = tl.arange(0, BLOCK_K)
+    for source_start in range(0, n_units, BLOCK_K):
+        sources = source_start + source_base
+        source_mask = sources < n_units
+        vector = tl.load(
+            vector_ptr + row_offsets + sources[None, :],
+            mask=row_mask[:, None] & source_mask[None, :] & valid,
+            other=0.0,
+        )
+        matrix = tl.load(
+            matrix_ptr + sources[:, None] * n_units + units[None, :],
+            mask=source_mask[:, None] & unit_mask[None, :],
+            other=0.0,
+        ).to(tl.float32)
+        acc = tl.dot(vector, matrix, acc=acc, input_precision=PRECISION)
+    return acc
+
+
+@triton.jit
+def _delayed_product(
+    acc,
+    buffer_ptr,
+    matrix_ptr,
+    delay_ptr,
+    base_row,
+    ROW_SIGN: tl.constexpr,
+    row_limit,
+    row_offsets,
+    row_mask,
+    units,
+    unit_mask,
+    n_units,
+    step_stride,
+    BLOCK_K: tl.constexpr,
+):
+    """acc[b, u] + sum_s matrix[u, s] * buffer[base_row + ROW_SIGN * delay[u, s], b, s].
+
+    Rows outside [0, row_limit) read zero. Forward: matrix = W, delay = D, rows L-1+t-d_ij of
+    the velocity buffer. Backward: matrix = W^T, delay = D^T, rows s+d_ij of grad_pre.
+    """
+    source_base = tl.arange(0, BLOCK_K)
+    for source_start in range(0, n_units, BLOCK_K):
+        sources = source_start + source_base
+        source_mask = sources < n_units
+        pair_mask = unit_mask[:, None] & source_mask[None, :]
+        pairs = units[:, None] * n_units + sources[None, :]
+        weight = tl.load(matrix_ptr + pairs, mask=pair_mask, other=0.0).to(tl.float32)
+        lag = tl.load(delay_ptr + pairs, mask=pair_mask, other=0)
+        read_row = base_row + ROW_SIGN * lag
+        readable = pair_mask & (read_row >= 0) & (read_row < row_limit)
+        pointers = (
+            buffer_ptr
+            + read_row.to(tl.int64)[None, :, :] * step_stride
+            + row_offsets[:, :, None]
+            + sources[None, None, :]
+        )
+        values = tl.load(pointers, mask=row_mask[:, None, None] & readable[None, :, :], other=0.0)
+        acc += tl.sum(values * weight[None, :, :], axis=2)
+    return acc
+
+
+# ---------------------------------------------------------------------------------------------
+# Forward kernels
+# ---------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _forward_registers_kernel(
+    drive_ptr,
+    weight_t_ptr,
+    gain_ptr,
+    spring_ptr,
+    retention_ptr,
+    feedback_ptr,
+    x0_ptr,
+    y0_ptr,
+    positions_ptr,
+    velocities_ptr,
+    activations_ptr,
+    steps,
+    batch,
+    n_units,
+    step_stride,
+    dt,
+    HAS_FEEDBACK: tl.constexpr,
+    PRECISION: tl.constexpr,
+    N_PAD: tl.constexpr,
+    BLOCK_B: tl.constexpr,
+):
+    """No delays, small n: W^T, x and y of BLOCK_B rows in registers for all T steps.
+
+    Writes positions[t] = x_{t+1}, velocities[t + 1] = y_{t+1} (row 0 holds y0, written by the
+    caller) and activations[t] = a_{t+1}, all float32.
+    """
+    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    units = tl.arange(0, N_PAD)
+    row_mask = rows < batch
+    unit_mask = units < n_units
+    mask = row_mask[:, None] & unit_mask[None, :]
+    offsets = rows.to(tl.int64)[:, None] * n_units + units[None, :]
+    weight_t = tl.load(
+        weight_t_ptr + units[:, None] * n_units + units[None, :],
+        mask=unit_mask[:, None] & unit_mask[None, :],
+        other=0.0,
+    ).to(tl.float32)
+    gain = tl.load(gain_ptr + units, mask=unit_mask, other=0.0)[None, :]
+    spring = tl.load(spring_ptr + units, mask=unit_mask, other=0.0)[None, :]
+    retention = tl.load(retention_ptr + units, mask=unit_mask, other=0.0)[None, :]
+    if HAS_FEEDBACK:
+        feedback = tl.load(feedback_ptr + units, mask=unit_mask, other=0.0)[None, :]
+    x = tl.load(x0_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
+    y = tl.load(y0_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
+    drive_next = tl.load(drive_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
+    for step in range(steps):
+        drive_now = drive_next
+        # The next step's drive does not depend on the recurrence: load it before this step's
+        # maths so that its global latency hides behind them.
+        following = tl.minimum(step + 1, steps - 1)
+        drive_next = tl.load(
+            drive_ptr + tl.cast(following, tl.int64) * step_stride + offsets,
+            mask=mask,
+            other=0.0,
+        ).to(tl.float32)
+        pre = tl.dot(y, weight_t, acc=drive_now, input_precision=PRECISION)
+        if HAS_FEEDBACK:
+            pre += feedback * x
+        activation = _tanh(pre)
+        y = retention * y - spring * x + gain * activation
+        x = x + dt * y
+        here = tl.cast(step, tl.int64) * step_stride + offsets
+        tl.store(positions_ptr + here, x, mask=mask)
+        tl.store(velocities_ptr + step_stride + here, y, mask=mask)
+        tl.store(activations_ptr + here, activation, mask=mask)
+
+
+@triton.jit
+def _forward_tiled_kernel(
+    drive_ptr,
+    matrix_ptr,
+    delay_ptr,
+    gain_ptr,
+    spring_ptr,
+    retention_ptr,
+    feedback_ptr,
+    x0_ptr,
+    y0_ptr,
+    positions_ptr,
+    velocities_ptr,
+    activations_ptr,
+    steps,
+    batch,
+    n_units,
+    step_stride,
+    history_length,
+    dt,
+    HAS_DELAY: tl.constexpr,
+    HAS_FEEDBACK: tl.constexpr,
+    PRECISION: tl.constexpr,
+    BLOCK_B: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
+    """Any n, with or without delays: the tile's state is read back from the output buffers.
+
+    ``matrix`` is W^T without delays (a dot operand [source, target]) and W with delays
+    ([target, source], like ``delay``). The velocity buffer has ``history_length`` = L leading
+    rows (y0 without delays; the history, oldest first, with delays) and row L + t receives
+    y_{t+1}. A barrier ends every step: the next step reads what all threads wrote.
+    """
+    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    row_mask = rows < batch
+    row_offsets = rows.to(tl.int64)[:, None] * n_units
+    unit_base = tl.arange(0, BLOCK_N)
+    for step in range(steps):
+        step_offset = tl.cast(step, tl.int64) * step_stride
+        first = step == 0
+        for unit_start in range(0, n_units, BLOCK_N):
+            units = unit_start + unit_base
+            unit_mask = units < n_units
+            mask = row_mask[:, None] & unit_mask[None, :]
+            tile = row_offsets + units[None, :]
+            pre = tl.load(drive_ptr + step_offset + tile, mask=mask, other=0.0).to(tl.float32)
+            if HAS_DELAY:
+                pre = _delayed_product(
+                    pre, velocities_ptr, matrix_ptr, delay_ptr, history_length - 1 + step, -1,
+                    history_length + steps, row_offsets, row_mask, units, unit_mask, n_units,
+                    step_stride, BLOCK_K,
+                )  # fmt: skip
+                # The delayed path never reads y0 (brainmass's buffer starts empty); the
+                # dynamics do, at the first step.
+                y = tl.load(
+                    velocities_ptr + (step_offset + (history_length - 1) * step_stride) + tile,
+                    mask=mask & (step > 0),
+                    other=0.0,
+                ) + tl.load(y0_ptr + tile, mask=mask & first, other=0.0).to(tl.float32)
+            else:
+                pre = _dense_product(
+                    pre, velocities_ptr + step_offset, matrix_ptr, row_offsets, row_mask, units,
+                    unit_mask, n_units, True, PRECISION, BLOCK_K,
+                )  # fmt: skip
+                y = tl.load(velocities_ptr + step_offset + tile, mask=mask, other=0.0)
+            x = tl.load(
+                positions_ptr + (step_offset - step_stride) + tile,
+                mask=mask & (step > 0),
+                other=0.0,
+            ) + tl.load(x0_ptr + tile, mask=mask & first, other=0.0).to(tl.float32)
+            gain = tl.load(gain_ptr + units, mask=unit_mask, other=0.0)[None, :]
+            spring = tl.load(spring_ptr + units, mask=unit_mask, other=0.0)[None, :]
+            retention = tl.load(retention_ptr + units, mask=unit_mask, other=0.0)[None, :]
+            if HAS_FEEDBACK:
+                feedback = tl.load(feedback_ptr + units, mask=unit_mask, other=0.0)[None, :]
+                pre += feedback * x
+            activation = _tanh(pre)
+            y = retention * y - spring * x + gain * activation
+            x = x + dt * y
+            tl.store(positions_ptr + step_offset + tile, x, mask=mask)
+            tl.store(
+                velocities_ptr + (step_offset + history_length * step_stride) + tile,
+                y,
+                mask=mask,
+            )
+            tl.store(activations_ptr + step_offset + tile, activation, mask=mask)
+        tl.debug_barrier()
+
+
+# ---------------------------------------------------------------------------------------------
+# Backward kernels
+# ---------------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _backward_registers_kernel(
+    grad_positions_ptr,
+    grad_velocities_ptr,
+    activations_ptr,
+    weight_ptr,
+    gain_ptr,
+    spring_ptr,
+    retention_ptr,
+    feedback_ptr,
+    grad_pre_ptr,
+    adjoint_ptr,
+    grad_x0_ptr,
+    grad_y0_ptr,
+    steps,
+    batch,
+    n_units,
+    step_stride,
+    dt,
+    HAS_GRAD_POSITIONS: tl.constexpr,
+    HAS_GRAD_VELOCITIES: tl.constexpr,
+    HAS_FEEDBACK: tl.constexpr,
+    PRECISION: tl.constexpr,
+    N_PAD: tl.constexpr,
+    BLOCK_B: tl.constexpr,
+):
+    """Adjoint recurrence without delays, small n: W, lambda_x, lambda_y in registers.
+
+    Per step t (reverse): adjoint_t = lambda_y + dt*lambda_x; grad_pre_t = adjoint_t * slope_t;
+    lambda_x <- grad_x[t-1] + adjoint_t*coupling_t + lambda_x;
+    lambda_y <- grad_y[t] + adjoint_t*retention + grad_pre_t @ W.
+    """
+    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    units = tl.arange(0, N_PAD)
+    row_mask = rows < batch
+    unit_mask = units < n_units
+    mask = row_mask[:, None] & unit_mask[None, :]
+    offsets = rows.to(tl.int64)[:, None] * n_units + units[None, :]
+    weight = tl.load(
+        weight_ptr + units[:, None] * n_units + units[None, :],
+        mask=unit_mask[:, None] & unit_mask[None, :],
+        other=0.0,
+    ).to(tl.float32)
+    gain = tl.load(gain_ptr + units, mask=unit_mask, other=0.0)[None, :]
+    spring = tl.load(spring_ptr + units, mask=unit_mask, other=0.0)[None, :]
+    retention = tl.load(retention_ptr + units, mask=unit_mask, other=0.0)[None, :]
+    if HAS_FEEDBACK:
+        feedback = tl.load(feedback_ptr + units, mask=unit_mask, other=0.0)[None, :]
+    last = tl.cast(steps - 1, tl.int64) * step_stride
+    if HAS_GRAD_POSITIONS:
+        lambda_x = tl.load(grad_positions_ptr + last + offsets, mask=mask, other=0.0)
+    else:
+        lambda_x = tl.zeros((BLOCK_B, N_PAD), dtype=tl.float32)
+    if HAS_GRAD_VELOCITIES:
+        lambda_y = tl.load(
+            grad_velocities_ptr + (last + step_stride) + offsets, mask=mask, other=0.0
+        )
+    else:
+        lambda_y = tl.zeros((BLOCK_B, N_PAD), dtype=tl.float32)
+    activation_next = tl.load(activations_ptr + last + offsets, mask=mask, other=0.0)
+    for iteration in range(steps):
+        step = steps - 1 - iteration
+        here = tl.cast(step, tl.int64) * step_stride + offsets
+        activation = activation_next
+        # Prefetch the previous step's activation: it does not depend on the recurrence.
+        activation_next = tl.load(
+            activations_ptr + (here - step_stride), mask=mask & (step > 0), other=0.0
+        )
+        adjoint = lambda_y + dt * lambda_x
+        slope = gain * (1.0 - activation * activation)
+        grad_pre = adjoint * slope
+        tl.store(adjoint_ptr + here, adjoint, mask=mask)
+        tl.store(grad_pre_ptr + here, grad_pre, mask=mask)
+        if HAS_FEEDBACK:
+            coupling = feedback * slope - spring
+        else:
+            coupling = -spring
+        lambda_x = adjoint * coupling + lambda_x
+        if HAS_GRAD_POSITIONS:
+            lambda_x += tl.load(
+                grad_positions_ptr + (here - step_stride), mask=mask & (step > 0), other=0.0
+            )
+        from_dynamics = adjoint * retention
+        if HAS_GRAD_VELOCITIES:
+            from_dynamics += tl.load(grad_velocities_ptr + here, mask=mask, other=0.0)
+        lambda_y = tl.dot(grad_pre, weight, acc=from_dynamics, input_precision=PRECISION)
+    tl.store(grad_x0_ptr + offsets, lambda_x, mask=mask)
+    tl.store(grad_y0_ptr + offsets, lambda_y, mask=mask)
+
+
+@triton.jit
+def _velocity_adjoint(
+    written,
+    grad_velocities_ptr,
+    adjoint_ptr,
+    grad_pre_ptr,
+    matrix_ptr,
+    delay_ptr,
+    retention,
+    row_offsets,
+    row_mask,
+    units,
+    unit_mask,
+    tile,
+    mask,
+    steps,
+    n_units,
+    step_stride,
+    history_length,
+    HAS_DELAY: tl.constexpr,
+    HAS_GRAD_VELOCITIES: tl.constexpr,
+    PRECISION: tl.constexpr,
+    BLOCK_B: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
+    """Adjoint of the velocity written by step ``written`` (y_{written+1}; -1 means y0) from
+    everything after it: the outputs, the next step's dynamics and the steps that read it."""
+    reader = written + 1
+    has_reader = reader < steps
+    reader_offset = tl.cast(reader, tl.int64) * step_stride
+    total = (
+        tl.load(adjoint_ptr + reader_offset + tile, mask=mask & has_reader, other=0.0) * retention
+    )
+    if HAS_GRAD_VELOCITIES:
+        total += tl.load(
+            grad_velocities_ptr
+            + (tl.cast(history_length + written, tl.int64) * step_stride)
+            + tile,
+            mask=mask,
+            other=0.0,
+        )
+    if HAS_DELAY:
+        # yhat(reader) is read by step reader + d_ij through the connection j -> i.
+        total = _delayed_product(
+            total, grad_pre_ptr, matrix_ptr, delay_ptr, reader, 1, steps, row_offsets, row_mask,
+            units, unit_mask, n_units, step_stride, BLOCK_K,
+        )  # fmt: skip
+    else:
+        total = _dense_product(
+            total, grad_pre_ptr + reader_offset, matrix_ptr, row_offsets, row_mask, units,
+            unit_mask, n_units, has_reader, PRECISION, BLOCK_K,
+        )  # fmt: skip
+    return total
+
+
+@triton.jit
+def _backward_tiled_kernel(
+    grad_positions_ptr,
+    grad_velocities_ptr,
+    activations_ptr,
+    matrix_ptr,
+    delay_ptr,
+    gain_ptr,
+    spring_ptr,
+    retention_ptr,
+    feedback_ptr,
+    grad_pre_ptr,
+    adjoint_ptr,
+    lambda_x_ptr,
+    grad_y0_ptr,
+    grad_history_ptr,
+    steps,
+    batch,
+    n_units,
+    step_stride,
+    history_length,
+    dt,
+    HAS_DELAY: tl.constexpr,
+    HAS_GRAD_POSITIONS: tl.constexpr,
+    HAS_GRAD_VELOCITIES: tl.constexpr,
+    HAS_FEEDBACK: tl.constexpr,
+    HISTORY_GRAD: tl.constexpr,
+    PRECISION: tl.constexpr,
+    BLOCK_B: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
+    """Adjoint recurrence for any n, with or without delays; lambda_x lives in ``lambda_x_ptr``.
+
+    ``matrix`` is W without delays (dot operand [target, source]) and W^T with delays (like
+    ``delay`` = D^T). Each step first rebuilds lambda_y of the velocity it wrote from the later
+    steps' adjoints (written before the previous barrier), then steps lambda_x. Ends with the
+    gradient of y0 (no delays) or of the history rows (delays, if wanted); lambda_x_ptr then
+    holds the gradient of x0.
+    """
+    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    row_mask = rows < batch
+    row_offsets = rows.to(tl.int64)[:, None] * n_units
+    unit_base = tl.arange(0, BLOCK_N)
+    last = tl.cast(steps - 1, tl.int64) * step_stride
+    for unit_start in range(0, n_units, BLOCK_N):
+        units = unit_start + unit_base
+        mask = row_mask[:, None] & (units < n_units)[None, :]
+        tile = row_offsets + units[None, :]
+        if HAS_GRAD_POSITIONS:
+            start = tl.load(grad_positions_ptr + last + tile, mask=mask, other=0.0)
+        else:
+            start = tl.zeros((BLOCK_B, BLOCK_N), dtype=tl.float32)
+        tl.store(lambda_x_ptr + tile, start, mask=mask)
+    tl.debug_barrier()
+    for iteration in range(steps):
+        step = steps - 1 - iteration
+        step_offset = tl.cast(step, tl.int64) * step_stride
+        for unit_start in range(0, n_units, BLOCK_N):
+            units = unit_start + unit_base
+            unit_mask = units < n_units
+            mask = row_mask[:, None] & unit_mask[None, :]
+            tile = row_offsets + units[None, :]
+            gain = tl.load(gain_ptr + units, mask=unit_mask, other=0.0)[None, :]
+            spring = tl.load(spring_ptr + units, mask=unit_mask, other=0.0)[None, :]
+            retention = tl.load(retention_ptr + units, mask=unit_mask, other=0.0)[None, :]
+            lambda_y = _velocity_adjoint(
+                step, grad_velocities_ptr, adjoint_ptr, grad_pre_ptr, matrix_ptr, delay_ptr,
+                retention, row_offsets, row_mask, units, unit_mask, tile, mask, steps, n_units,
+                step_stride, history_length, HAS_DELAY, HAS_GRAD_VELOCITIES, PRECISION, BLOCK_B,
+                BLOCK_N, BLOCK_K,
+            )  # fmt: skip
+            lambda_x = tl.load(lambda_x_ptr + tile, mask=mask, other=0.0)
+            adjoint = lambda_y + dt * lambda_x
+            activation = tl.load(activations_ptr + step_offset + tile, mask=mask, other=0.0)
+            slope = gain * (1.0 - activation * activation)
+            grad_pre = adjoint * slope
+            tl.store(adjoint_ptr + step_offset + tile, adjoint, mask=mask)
+            tl.store(grad_pre_ptr + step_offset + tile, grad_pre, mask=mask)
+            if HAS_FEEDBACK:
+                feedback = tl.load(feedback_ptr + units, mask=unit_mask, other=0.0)[None, :]
+                coupling = feedback * slope - spring
+            else:
+                coupling = -spring
+            lambda_x = adjoint * coupling + lambda_x
+            if HAS_GRAD_POSITIONS:
+                lambda_x += tl.load(
+                    grad_positions_ptr + (step_offset - step_stride) + tile,
+                    mask=mask & (step > 0),
+                    other=0.0,
+                )
+            tl.store(lambda_x_ptr + tile, lambda_x, mask=mask)
+        tl.debug_barrier()
+    if not HAS_DELAY:
+        for unit_start in range(0, n_units, BLOCK_N):
+            units = unit_start + unit_base
+            unit_mask = units < n_units
+            mask = row_mask[:, None] & unit_mask[None, :]
+            tile = row_offsets + units[None, :]
+            retention = tl.load(retention_ptr + units, mask=unit_mask, other=0.0)[None, :]
+            grad_y0 = _velocity_adjoint(
+                -1, grad_velocities_ptr, adjoint_ptr, grad_pre_ptr, matrix_ptr, delay_ptr,
+                retention, row_offsets, row_mask, units, unit_mask, tile, mask, steps, n_units,
+                step_stride, history_length, HAS_DELAY, HAS_GRAD_VELOCITIES, PRECISION, BLOCK_B,
+                BLOCK_N, BLOCK_K,
+            )  # fmt: skip
+            tl.store(grad_y0_ptr + tile, grad_y0, mask=mask)
+    if HISTORY_GRAD:
+        # History row k holds yhat(-k), read by step d_ij - k; its output gradient is row
+        # L - 1 - k of the velocity buffer's gradient.
+        for lag in range(history_length):
+            for unit_start in range(0, n_units, BLOCK_N):
+                units = unit_start + unit_base
+                unit_mask = units < n_units
+                mask = row_mask[:, None] & unit_mask[None, :]
+                tile = row_offsets + units[None, :]
+                if HAS_GRAD_VELOCITIES:
+                    total = tl.load(
+                        grad_velocities_ptr
+                        + tl.cast(history_length - 1 - lag, tl.int64) * step_stride
+                        + tile,
+                        mask=mask,
+                        other=0.0,
+                    )
+                else:
+                    total = tl.zeros((BLOCK_B, BLOCK_N), dtype=tl.float32)
+                total = _delayed_product(
+                    total, grad_pre_ptr, matrix_ptr, delay_ptr, -lag, 1, steps, row_offsets,
+                    row_mask, units, unit_mask, n_units, step_stride, BLOCK_K,
+                )  # fmt: skip
+                tl.store(
+                    grad_history_ptr + tl.cast(lag, tl.int64) * step_stride + tile,
+                    total,
+                    mask=mask,
+                )
+
+
+# ---------------------------------------------------------------------------------------------
+# Launch configurations
+# ---------------------------------------------------------------------------------------------
+
+
+def _grid(batch: int):
+    return lambda meta: (triton.cdiv(batch, meta["BLOCK_B"]),)
+
+
+def _keep_fitting_tiles(configs: list, named_args: dict, **kwargs: Any) -> list:
+    """Drop tile shapes wider than padded n (they only add masked lanes); keep at least one."""
+    padded = _padded_units(int(named_args.get("n_units", kwargs.get("n_units", 1))))
+    fitting = [
+        config
+        for config in configs
+        if config.kwargs["BLOCK_N"] <= padded and config.kwargs["BLOCK_K"] <= padded
+    ]
+    if fitting:
+        return fitting
+    smallest = min(configs, key=lambda config: config.kwargs["BLOCK_N"] * config.kwargs["BLOCK_K"])
+    return [smallest]
+
+
+def _config(num_warps: int, **tiles: int) -> triton.Config:
+    return triton.Config(tiles, num_warps=num_warps, num_stages=1)
+
+
+# Small lists: autotuning runs once per (n, batch) and counts in the first call's time. The
+# interpreter gets one configuration (autotuning it would only cost time).
+if triton_interpreting():
+    _REGISTER_CONFIGS = [_config(4, BLOCK_B=16)]
+    _DENSE_TILED_CONFIGS = [_config(4, BLOCK_B=16, BLOCK_N=16, BLOCK_K=16)]
+    _DELAYED_CONFIGS = [_config(4, BLOCK_B=8, BLOCK_N=16, BLOCK_K=16)]
+else:
+    _REGISTER_CONFIGS = [_config(w, BLOCK_B=16) for w in (1, 2, 4)]
+    _DENSE_TILED_CONFIGS = [
+        _config(4, BLOCK_B=16, BLOCK_N=64, BLOCK_K=64),
+        _config(8, BLOCK_B=16, BLOCK_N=128, BLOCK_K=32),
+        _config(8, BLOCK_B=32, BLOCK_N=64, BLOCK_K=64),
+        _config(4, BLOCK_B=16, BLOCK_N=32, BLOCK_K=32),
+    ]
+    _DELAYED_CONFIGS = [
+        _config(4, BLOCK_B=16, BLOCK_N=16, BLOCK_K=16),
+        _config(4, BLOCK_B=8, BLOCK_N=32, BLOCK_K=16),
+        _config(8, BLOCK_B=16, BLOCK_N=32, BLOCK_K=16),
+    ]
+
+_TUNING_KEYS = ["n_units", "batch", "HAS_FEEDBACK"]
+_forward_registers = triton.autotune(_REGISTER_CONFIGS, key=_TUNING_KEYS)(_forward_registers_kernel)
+_backward_registers = triton.autotune(_REGISTER_CONFIGS, key=_TUNING_KEYS)(
+    _backward_registers_kernel
+)
+_prune = {"early_config_prune": _keep_fitting_tiles}
+_forward_dense_tiled = triton.autotune(
+    _DENSE_TILED_CONFIGS, key=_TUNING_KEYS, prune_configs_by=_prune
+)(_forward_tiled_kernel)
+_backward_dense_tiled = triton.autotune(
+    _DENSE_TILED_CONFIGS, key=_TUNING_KEYS, prune_configs_by=_prune
+)(_backward_tiled_kernel)
+_forward_delayed = triton.autotune(_DELAYED_CONFIGS, key=_TUNING_KEYS, prune_configs_by=_prune)(
+    _forward_tiled_kernel
+)
+_backward_delayed = triton.autotune(_DELAYED_CONFIGS, key=_TUNING_KEYS, prune_configs_by=_prune)(
+    _backward_tiled_kernel
+)
+
+
+def _uses_registers(n_units: int, delayed: bool) -> bool:
+    return not delayed and _padded_units(n_units) <= REGISTER_PATH_MAX_UNITS
+
+
+# ---------------------------------------------------------------------------------------------
+# The autograd Function
+# ---------------------------------------------------------------------------------------------
+
+
+class HORNScanTriton(torch.autograd.Function):
+    """:class:`dyna.functional.horn.HORNScan` with its two recurrences as Triton kernels.
+
+    Same inputs and outputs (the coefficients may be float32 for a bfloat16 drive; the outputs
+    are in the drive's dtype). The weight gradient and the per-unit coefficient gradients are
+    formed from the saved float32 buffers with a few large torch ops, as in ``HORNScan``.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        drive: torch.Tensor,
+        weight: torch.Tensor,
+        gain: torch.Tensor,
+        spring: torch.Tensor,
+        retention: torch.Tensor,
+        feedback: torch.Tensor | None,
+        x0: torch.Tensor,
+        y0: torch.Tensor,
+        history: torch.Tensor | None,
+        delay: torch.Tensor | None,
+        dt: float,
+        length: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        ctx.set_materialize_grads(False)
+        steps, batch, n_units = drive.shape
+        work = torch.float32
+        ctx.input_dtypes = (
+            drive.dtype,
+            gain.dtype,
+            None if feedback is None else feedback.dtype,
+            None if history is None else history.dtype,
+        )
+        drive = drive.contiguous()
+        x0 = x0.contiguous()
+        y0 = y0.contiguous()
+        gain, spring, retention = (c.to(work).contiguous() for c in (gain, spring, retention))
+        feedback_work = None if feedback is None else feedback.to(work).contiguous()
+        positions = drive.new_empty((steps, batch, n_units), dtype=work)
+        velocities = drive.new_empty((length + steps, batch, n_units), dtype=work)
+        activations = drive.new_empty((steps, batch, n_units), dtype=work)
+        if delay is None:
+            velocities[0].copy_(y0)
+        elif history is None:
+            velocities[:length].zero_()
+        else:
+            velocities[:length].copy_(history.flip(0))
+        common = {
+            "steps": steps,
+            "batch": batch,
+            "n_units": n_units,
+            "step_stride": batch * n_units,
+            "dt": float(dt),
+            "HAS_FEEDBACK": feedback is not None,
+            "PRECISION": _dot_precision(),
+        }
+        feedback_arg = gain if feedback_work is None else feedback_work  # unread if None
+        coefficients = (gain, spring, retention, feedback_arg)
+        outputs = (positions, velocities, activations)
+        delay_work = None
+        if _uses_registers(n_units, delay is not None):
+            _forward_registers[_grid(batch)](
+                drive, weight.t().contiguous(), *coefficients, x0, y0, *outputs,
+                N_PAD=_padded_units(n_units), **common,
+            )  # fmt: skip
+        elif delay is None:
+            _forward_dense_tiled[_grid(batch)](
+                drive, weight.t().contiguous(), drive, *coefficients, x0, y0, *outputs,
+                history_length=length, HAS_DELAY=False, **common,
+            )  # fmt: skip
+        else:
+            delay_work = delay.to(device=drive.device, dtype=torch.int32).contiguous()
+            _forward_delayed[_grid(batch)](
+                drive, weight.contiguous(), delay_work, *coefficients, x0, y0, *outputs,
+                history_length=length, HAS_DELAY=True, **common,
+            )  # fmt: skip
+        ctx.save_for_backward(
+            weight, gain, spring, retention, feedback_work, x0, y0, delay_work, positions,
+            velocities, activations,
+        )  # fmt: skip
+        ctx.dt = float(dt)
+        ctx.length = length
+        return positions.to(drive.dtype), velocities.to(drive.dtype)
+
+    @staticmethod
+    @first_order_backward("horn_scan", "horn_scan_ref")
+    def backward(ctx: Any, grad_positions: torch.Tensor, grad_velocities: torch.Tensor) -> tuple:
+        (weight, gain, spring, retention, feedback, x0, y0, delay) = ctx.saved_tensors[:8]
+        positions, velocities, activations = ctx.saved_tensors[8:]
+        steps, batch, n_units = positions.shape
+        length = ctx.length
+        needs = ctx.needs_input_grad
+        work = torch.float32
+        delayed = delay is not None
+        # Outputs nobody used arrive as None (set_materialize_grads(False)): the kernels skip
+        # their loads instead of reading zero tensors.
+        grad_x_seq = None if grad_positions is None else grad_positions.to(work).contiguous()
+        grad_v_seq = None if grad_velocities is None else grad_velocities.to(work).contiguous()
+        grad_pre = torch.empty_like(activations)
+        adjoint = torch.empty_like(activations)
+        grad_x0 = positions.new_empty((batch, n_units))
+        grad_y0 = positions.new_empty((batch, n_units)) if not delayed else None
+        history_grad = delayed and bool(needs[8])
+        grad_history = positions.new_empty((length, batch, n_units)) if history_grad else None
+        common = {
+            "steps": steps,
+            "batch": batch,
+            "n_units": n_units,
+            "step_stride": batch * n_units,
+            "dt": ctx.dt,
+            "HAS_GRAD_POSITIONS": grad_x_seq is not None,
+            "HAS_GRAD_VELOCITIES": grad_v_seq is not None,
+            "HAS_FEEDBACK": feedback is not None,
+            "PRECISION": _dot_precision(),
+        }
+        # Unread placeholders where an input is absent (its flag is off).
+        grad_x_arg = activations if grad_x_seq is None else grad_x_seq
+        grad_v_arg = activations if grad_v_seq is None else grad_v_seq
+        feedback_arg = gain if feedback is None else feedback
+        coefficients = (gain, spring, retention, feedback_arg)
+        if _uses_registers(n_units, delayed):
+            _backward_registers[_grid(batch)](
+                grad_x_arg, grad_v_arg, activations, weight.contiguous(), *coefficients,
+                grad_pre, adjoint, grad_x0, grad_y0, N_PAD=_padded_units(n_units), **common,
+            )  # fmt: skip
+        elif not delayed:
+            _backward_dense_tiled[_grid(batch)](
+                grad_x_arg, grad_v_arg, activations, weight.contiguous(), activations,
+                *coefficients, grad_pre, adjoint, grad_x0, grad_y0, grad_x0,
+                history_length=length, HAS_DELAY=False, HISTORY_GRAD=False, **common,
+            )  # fmt: skip
+        else:
+            _backward_delayed[_grid(batch)](
+                grad_x_arg, grad_v_arg, activations, weight.t().contiguous(),
+                delay.t().contiguous(), *coefficients, grad_pre, adjoint, grad_x0, grad_x0,
+                grad_x0 if grad_history is None else grad_history,
+                history_length=length, HAS_DELAY=True, HISTORY_GRAD=history_grad, **common,
+            )  # fmt: skip
+
+        grad_weight = None
+        if needs[1]:
+            flat_grad_pre = grad_pre.view(steps * batch, n_units).t()
+            if not delayed:
+                # sum_t grad_pre_t^T y_{t-1}: one matmul over all steps and rows.
+                previous = velocities[:-1].reshape(steps * batch, n_units)
+                grad_weight = flat_grad_pre.mm(previous)
+            else:
+                # sum_t grad_pre_i(t) yhat_j(t-1-d_ij): one matmul per lag over the shifted
+                # velocity window, then each connection picks its own lag.
+                per_lag = grad_pre.new_empty((length, n_units, n_units))
+                for lag in range(length):
+                    start = length - 1 - lag
+                    window = velocities[start : start + steps].view(steps * batch, n_units)
+                    torch.mm(flat_grad_pre, window, out=per_lag[lag])
+                grad_weight = per_lag.gather(0, delay.to(torch.int64).unsqueeze(0)).squeeze(0)
+            grad_weight = grad_weight.to(weight.dtype)
+        dims = (0, 1)
+        x0_work = x0.to(work)
+        if delayed:
+            # The dynamics' y_{t-1}: y0, then the velocities the scan wrote.
+            previous_y_sum = _previous_sum(adjoint, velocities[length:], y0.to(work), dims)
+        else:
+            previous_y_sum = (adjoint * velocities[:-1]).sum(dims)
+        grad_gain = (adjoint * activations).sum(dims) if needs[2] else None
+        grad_spring = -_previous_sum(adjoint, positions, x0_work, dims) if needs[3] else None
+        grad_retention = previous_y_sum if needs[4] else None
+        grad_feedback = _previous_sum(grad_pre, positions, x0_work, dims) if needs[5] else None
+        if needs[7]:
+            grad_y0 = adjoint[0] * retention if delayed else grad_y0
+        drive_dtype, coefficient_dtype, feedback_dtype, history_dtype = ctx.input_dtypes
+        return (
+            grad_pre.to(drive_dtype) if needs[0] else None,
+            grad_weight,
+            None if grad_gain is None else grad_gain.to(coefficient_dtype),
+            None if grad_spring is None else grad_spring.to(coefficient_dtype),
+            None if grad_retention is None else grad_retention.to(coefficient_dtype),
+            None if grad_feedback is None else grad_feedback.to(feedback_dtype),
+            grad_x0.to(x0.dtype) if needs[6] else None,
+            grad_y0.to(y0.dtype) if needs[7] and grad_y0 is not None else None,
+            None if grad_history is None else grad_history.to(history_dtype),
+            None,
+            None,
+            None,
+        )
