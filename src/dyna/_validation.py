@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from numbers import Integral, Real
+from typing import Literal, cast, overload
 
 import torch
 
@@ -75,11 +76,49 @@ def check_positive_int(name: str, value: object) -> int:
     return check_int(name, value, minimum=1)
 
 
-def check_floating_dtype(name: str, value: object) -> torch.dtype | None:
-    """Return ``value`` if it is a floating-point ``torch.dtype`` or None (torch's default)."""
-    if value is not None and not (isinstance(value, torch.dtype) and value.is_floating_point):
-        raise TypeError(f"{name} must be a floating torch.dtype or None, got {value!r}")
+@overload
+def check_floating_dtype(
+    name: str, value: object, *, optional: Literal[True] = True
+) -> torch.dtype | None: ...
+
+
+@overload
+def check_floating_dtype(name: str, value: object, *, optional: Literal[False]) -> torch.dtype: ...
+
+
+def check_floating_dtype(name: str, value: object, *, optional: bool = True) -> torch.dtype | None:
+    """Return ``value`` if it is a floating-point ``torch.dtype`` (or None when ``optional``).
+
+    None stands for torch's default dtype; the caller resolves it where it allocates.
+    """
+    if value is None and optional:
+        return None
+    if not (isinstance(value, torch.dtype) and value.is_floating_point):
+        expected = "a floating torch.dtype or None" if optional else "a floating torch.dtype"
+        raise TypeError(f"{name} must be {expected}, got {value!r}")
     return value
+
+
+def check_int_pair(name: str, value: object, *, minimum: int = 1) -> tuple[int, int]:
+    """Return ``value`` as two ints >= ``minimum``: an int ``v`` stands for ``(v, v)``.
+
+    A pair is any sequence of two ints other than a string (a tuple, a list, a ``torch.Size``).
+    """
+    expected = f"an int >= {minimum} or a pair of them"
+    if isinstance(value, Integral) and not isinstance(value, bool):
+        values: Sequence[object] = (value, value)
+    elif isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        values = value
+    else:
+        raise TypeError(f"{name} must be {expected}, got {value!r}")
+    if any(isinstance(v, bool) or not isinstance(v, Integral) for v in values):
+        raise TypeError(f"{name} must be {expected}, got {value!r}")
+    if len(values) != 2:
+        raise ValueError(f"{name} must be {expected}, got {len(values)} values: {value!r}")
+    first, second = (int(cast(Integral, v)) for v in values)
+    if first < minimum or second < minimum:
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    return first, second
 
 
 def check_choice(name: str, value: object, choices: Sequence[str]) -> str:

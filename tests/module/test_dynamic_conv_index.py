@@ -13,7 +13,6 @@ from dyna.module._dynamic_conv import (
     fit_shape,
     normalize_output_padding,
     normalize_padding,
-    normalize_pair,
 )
 
 SIZES = [1, 2, 3, 4, 5, 6, 8, 12, 16, 32]
@@ -125,7 +124,6 @@ def test_index_is_a_permutation_and_matches_the_reference_where_it_covers():
 
 
 def test_argument_normalisation():
-    assert normalize_pair("stride", 2) == [2, 2]
     assert normalize_padding(1) == [1, 1, 1, 1]
     assert normalize_padding([1, 2]) == [1, 1, 2, 2]
     assert normalize_padding((1, 2, 3, 4)) == [1, 2, 3, 4]
@@ -135,7 +133,3 @@ def test_argument_normalisation():
         normalize_output_padding(2, True, [2, 2], [1, 1])
     with pytest.raises(ValueError, match="padding"):
         normalize_padding([1, 2, 3])
-    with pytest.raises(TypeError, match="stride"):
-        normalize_pair("stride", "2")
-    with pytest.raises(ValueError, match="stride"):
-        normalize_pair("stride", [1, True])

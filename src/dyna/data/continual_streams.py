@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import torch
 
-from dyna._validation import check_choice, check_int
+from dyna._validation import check_choice, check_floating_dtype, check_int
 
 STREAM_NAMES = ("modes", "moons")
 STREAM_ORDERS = ("iid", "ci", "cdi", "cdid")
@@ -275,10 +275,7 @@ def make_stream(
     order = check_choice("order", order, STREAM_ORDERS)
     seed = check_int("seed", seed, minimum=0)
     num_train = check_int("num_train", num_train, minimum=_MIN_NUM_TRAIN)
-    if dtype is None:
-        dtype = torch.get_default_dtype()
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+    dtype = check_floating_dtype("dtype", dtype) or torch.get_default_dtype()
 
     generator = torch.Generator().manual_seed(seed)
     total = 2 * num_train

@@ -26,15 +26,6 @@ def check_output_shape(value: object, *, min_numel: int = 1) -> list[int]:
     return shape
 
 
-def check_weights_dtype(value: object, allowed: Sequence[torch.dtype] | None = None) -> torch.dtype:
-    """Return ``dtype_weights`` if it is a floating torch.dtype (one of ``allowed`` if given)."""
-    if not isinstance(value, torch.dtype) or not value.is_floating_point:
-        raise TypeError(f"dtype_weights must be a floating torch.dtype, got {value!r}")
-    if allowed is not None and value not in allowed:
-        raise TypeError(f"dtype_weights must be one of {list(allowed)}, got {value}")
-    return value
-
-
 def check_context(x: object, context_length: int, name: str = "x") -> torch.Tensor:
     """Return ``x`` if it is a floating (B, context_length) tensor."""
     x = check_floating_tensor(name, x)

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from dyna._validation import check_floating_dtype
 from dyna.functional.compact_spectral import (
     _check_inputs,
     _check_pair,
@@ -114,8 +115,7 @@ class CompactSpectralMultiplier(nn.Module):
         self.in_features = _check_in_features(in_features)
         self.sketch_dim = check_sketch_dim(sketch_dim)
         self.seed = _check_seed(seed)
-        if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
-            raise TypeError(f"dtype must be a floating torch.dtype or None, got {dtype!r}")
+        check_floating_dtype("dtype", dtype)
         self.num_factors = len(self.in_features)
         sign_dtype = dtype or torch.get_default_dtype()
         for k, d in enumerate(self.in_features):

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dyna._validation import check_bool, check_positive_int, check_real
+from dyna._validation import check_bool, check_floating_dtype, check_positive_int, check_real
 from dyna.functional.gradient_normalization import backward_gradient_normalization
 from dyna.functional.siglog import siglog
 from dyna.functional.tensor_composer import (
@@ -40,7 +40,6 @@ from dyna.functional.tensor_composer import (
 from dyna.lib._common import (
     check_context,
     check_output_shape,
-    check_weights_dtype,
     linear_without_init,
 )
 from dyna.module.signal_stabilization_compressor import (
@@ -122,7 +121,11 @@ class TensorComposerDelta(nn.Module):
             "similarity_penalty_strength", similarity_penalty_strength, minimum=0.0
         )
         eps = check_real("eps", eps, minimum=0.0, strictly_greater=True)
-        self.dtype_weights = check_weights_dtype(dtype if dtype is not None else dtype_weights)
+        self.dtype_weights = (
+            check_floating_dtype("dtype", dtype, optional=False)
+            if dtype is not None
+            else check_floating_dtype("dtype_weights", dtype_weights, optional=False)
+        )
         # float16 cannot represent 1e-12: the reference floors eps at 6e-8 there.
         self.eps = max(eps, 6.0e-8) if self.dtype_weights == torch.float16 else eps
         factory_kwargs: dict[str, Any] = {"device": device, "dtype": self.dtype_weights}

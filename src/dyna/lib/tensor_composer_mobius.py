@@ -27,14 +27,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dyna._validation import check_bool, check_positive_int, check_real
+from dyna._validation import check_bool, check_floating_dtype, check_positive_int, check_real
 from dyna.functional.gradient_normalization import backward_gradient_normalization
 from dyna.functional.siglog import siglog
 from dyna.functional.tensor_composer import mobius_latent_expansion, mobius_projection
 from dyna.lib._common import (
     check_context,
     check_output_shape,
-    check_weights_dtype,
     linear_without_init,
 )
 
@@ -97,7 +96,11 @@ class TensorComposerMobius(nn.Module):
         self.rank_transformations = check_positive_int("rank_transformations", rank_transformations)
         self.asymmetry = check_real("asymmetry", asymmetry, minimum=0.0, strictly_greater=True)
         self.eps = check_real("eps", eps, minimum=0.0, strictly_greater=True)
-        self.dtype_weights = check_weights_dtype(dtype if dtype is not None else dtype_weights)
+        self.dtype_weights = (
+            check_floating_dtype("dtype", dtype, optional=False)
+            if dtype is not None
+            else check_floating_dtype("dtype_weights", dtype_weights, optional=False)
+        )
         self.latent_dim = int(math.sqrt(self.context_length * self.n_subspaces * 2))
         factory_kwargs: dict[str, Any] = {"device": device, "dtype": self.dtype_weights}
 

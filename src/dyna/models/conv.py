@@ -21,6 +21,7 @@ from torch import nn
 from dyna._validation import (
     check_bool,
     check_choice,
+    check_floating_dtype,
     check_floating_tensor,
     check_positive_int,
 )
@@ -34,12 +35,6 @@ def _check_channels(channels: object) -> tuple[int, int]:
         raise TypeError(f"channels must be a pair of ints, got {channels!r}")
     first, second = (check_positive_int("channels", c) for c in channels)
     return first, second
-
-
-def _check_dtype(dtype: object) -> None:
-    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
-        # nn.Conv2d would fail deep inside on an integer or complex parameter.
-        raise TypeError(f"dtype must be a floating torch.dtype or None, got {dtype!r}")
 
 
 def _check_image(input: object, in_channels: int, dtype: torch.dtype, pool: bool) -> None:
@@ -108,7 +103,8 @@ class DynamicConvClassifier(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        _check_dtype(dtype)
+        # nn.Conv2d would fail deep inside on an integer or complex parameter.
+        check_floating_dtype("dtype", dtype)
         factory_kwargs: dict[str, Any] = {"device": device, "dtype": dtype}
         self.in_channels = check_positive_int("in_channels", in_channels)
         self.n_output = check_positive_int("n_output", n_output)
@@ -184,7 +180,8 @@ class StaticConvClassifier(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        _check_dtype(dtype)
+        # nn.Conv2d would fail deep inside on an integer or complex parameter.
+        check_floating_dtype("dtype", dtype)
         factory_kwargs: dict[str, Any] = {"device": device, "dtype": dtype}
         self.in_channels = check_positive_int("in_channels", in_channels)
         self.n_output = check_positive_int("n_output", n_output)

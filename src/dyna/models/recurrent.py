@@ -12,7 +12,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from dyna._validation import check_choice, check_floating_tensor, check_positive_int
+from dyna._validation import (
+    check_choice,
+    check_floating_dtype,
+    check_floating_tensor,
+    check_positive_int,
+)
 
 CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 
@@ -50,9 +55,8 @@ class RecurrentClassifier(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
-            # nn.RNN would fail deep inside with "Only Tensors of floating point ... gradients".
-            raise TypeError(f"dtype must be a floating torch.dtype or None, got {dtype!r}")
+        # nn.RNN would fail deep inside with "Only Tensors of floating point ... gradients".
+        check_floating_dtype("dtype", dtype)
         factory_kwargs: dict[str, Any] = {"device": device, "dtype": dtype}
         self.n_input = check_positive_int("n_input", n_input)
         self.n_hidden = check_positive_int("n_hidden", n_hidden)

@@ -13,27 +13,15 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from dyna._validation import check_bool, check_floating_tensor, check_positive_int
+from dyna._validation import check_bool, check_floating_tensor, check_int_pair, check_positive_int
 from dyna.functional.dynamic_conv import pad_with_value, per_sample_conv2d
+from dyna.lib._common import check_context
 
 DTYPES = [torch.bfloat16, torch.float16, torch.float32, torch.float64]
 
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def normalize_pair(name: str, value: object, *, minimum: int = 1) -> list[int]:
-    """An int or a 2-sequence of ints >= minimum, as a list of two ints."""
-    if _is_int(value):
-        value = [value, value]
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-        raise TypeError(f"{name} must be an int or a sequence of two ints, got {value!r}")
-    if len(value) != 2 or not all(_is_int(v) for v in value):
-        raise ValueError(f"{name} must be an int or a sequence of two ints, got {list(value)}")
-    if any(v < minimum for v in value):
-        raise ValueError(f"{name} must be >= {minimum}, got {list(value)}")
-    return [int(v) for v in value]
 
 
 def normalize_padding(value: object) -> list[int]:
@@ -61,7 +49,7 @@ def normalize_output_padding(
         return None
     if value is None:
         raise ValueError("output_padding must be given (int or two ints) when transpose=True")
-    pair = normalize_pair("output_padding", value, minimum=0)
+    pair = list(check_int_pair("output_padding", value, minimum=0))
     for padding, step, spacing in zip(pair, stride, dilation, strict=True):
         if padding >= step and padding >= spacing:
             raise ValueError(
@@ -152,9 +140,9 @@ class DynamicConv2DBase(nn.Module):
         self.in_channels = check_positive_int("in_channels", in_channels)
         self.out_channels = check_positive_int("out_channels", out_channels)
         self.context_length = check_positive_int("context_length", context_length)
-        self.kernel_size = normalize_pair("kernel_size", kernel_size)
-        self.stride = normalize_pair("stride", stride)
-        self.dilation = normalize_pair("dilation", dilation)
+        self.kernel_size = list(check_int_pair("kernel_size", kernel_size))
+        self.stride = list(check_int_pair("stride", stride))
+        self.dilation = list(check_int_pair("dilation", dilation))
         self.padding = normalize_padding(padding)
         self.padding_dynamic = check_bool("padding_dynamic", padding_dynamic)
         self.transpose = check_bool("transpose", transpose)
@@ -205,12 +193,7 @@ class DynamicConv2DBase(nn.Module):
             (batch_dim, C_out, C_in, k0, k1), or (batch_dim, C_in, C_out, k0, k1) when
             ``transpose``, in the context's dtype.
         """
-        context = check_floating_tensor("context", context)
-        if context.dim() != 2 or context.shape[1] != self.context_length:
-            raise ValueError(
-                f"context must have shape (B, context_length={self.context_length}), "
-                f"got {tuple(context.shape)}"
-            )
+        context = check_context(context, self.context_length, name="context")
         if batch_dim is None:
             batch_dim = context.shape[0]
         # a SymInt when traced with a dynamic batch (torch.export, torch.compile)
@@ -237,12 +220,7 @@ class DynamicConv2DBase(nn.Module):
             raise ValueError(
                 f"x must have shape (B, in_channels={self.in_channels}, H, W), got {tuple(x.shape)}"
             )
-        context = check_floating_tensor("context", context)
-        if context.dim() != 2 or context.shape[1] != self.context_length:
-            raise ValueError(
-                f"context must have shape (B, context_length={self.context_length}), "
-                f"got {tuple(context.shape)}"
-            )
+        context = check_context(context, self.context_length, name="context")
         if context.shape[0] not in (1, x.shape[0]):
             raise ValueError(
                 f"context.shape[0] must be equal to 1 or x.shape[0]; got "

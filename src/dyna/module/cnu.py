@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dyna._validation import check_bool, check_floating_tensor, check_positive_int
+from dyna._validation import check_bool, check_floating_tensor, check_int_pair, check_positive_int
 from dyna.functional.cnu import cnu_linear
 from dyna.lib.cnu import CNUs
 
@@ -177,15 +177,6 @@ class LinearCNU(CNUs):
         )
 
 
-def _pair(name: str, value: object, minimum: int) -> tuple[int, int]:
-    values = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
-    if len(values) != 2 or any(
-        isinstance(v, bool) or not isinstance(v, int) or v < minimum for v in values
-    ):
-        raise ValueError(f"{name} must be an int >= {minimum} or a pair of them, got {value!r}")
-    return values
-
-
 class Conv2dCNU(CNUs):
     """2-D convolution whose filters and biases are blended per sample from CNU memories.
 
@@ -254,9 +245,9 @@ class Conv2dCNU(CNUs):
     ) -> None:
         self.in_channels = check_positive_int("in_channels", in_channels)
         self.out_channels = check_positive_int("out_channels", out_channels)
-        self.kernel_size = _pair("kernel_size", kernel_size, 1)
-        self.stride = _pair("stride", stride, 1)
-        self.dilation = _pair("dilation", dilation, 1)
+        self.kernel_size = check_int_pair("kernel_size", kernel_size)
+        self.stride = check_int_pair("stride", stride)
+        self.dilation = check_int_pair("dilation", dilation)
         self.groups = check_positive_int("groups", groups)
         if in_channels % groups or out_channels % groups:
             raise ValueError(
@@ -288,7 +279,7 @@ class Conv2dCNU(CNUs):
                     total = self.dilation[axis] * (self.kernel_size[axis] - 1)
                     pad[position], pad[position + 1] = total // 2, total - total // 2
         else:
-            padding_pair = self.padding = _pair("padding", padding, 0)
+            padding_pair = self.padding = check_int_pair("padding", padding, minimum=0)
             pad = [padding_pair[1], padding_pair[1], padding_pair[0], padding_pair[0]]
         self._pad = tuple(pad)
         self.bias = check_bool("bias", bias)

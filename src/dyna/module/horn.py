@@ -28,6 +28,7 @@ from torch import nn
 
 from dyna._validation import (
     check_bool,
+    check_floating_dtype,
     check_floating_tensor,
     check_positive_int,
     check_real,
@@ -54,11 +55,6 @@ class HORNState(NamedTuple):
     x: torch.Tensor
     y: torch.Tensor
     history: torch.Tensor | None = None
-
-
-def _check_dtype(dtype: object) -> None:
-    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
-        raise TypeError(f"dtype must be a floating torch.dtype or None, got {dtype!r}")
 
 
 def _storage_dtype(dtype: torch.dtype | None) -> torch.dtype:
@@ -159,7 +155,7 @@ class HORNStep(nn.Module):
         super().__init__()
         self.n_units = check_positive_int("n_units", n_units)
         self.dt = check_real("dt", dt, minimum=0.0, strictly_greater=True)
-        _check_dtype(dtype)
+        check_floating_dtype("dtype", dtype)
         learnable = _check_learnable(learnable)
         storage = _storage_dtype(dtype)
         values = {"alpha": alpha, "omega": omega, "gamma": gamma, "v": v}
@@ -346,7 +342,7 @@ class HORNSeqLayer(nn.Module):
         self.batch_first = check_bool("batch_first", batch_first)
         self.paper = check_bool("paper", paper)
         scale = check_real("recurrent_scale", recurrent_scale)
-        _check_dtype(dtype)
+        check_floating_dtype("dtype", dtype)
         learnable = tuple(_check_learnable(learnable))
         delay_steps = _parse_delay(delay, self.n_hidden)
         if self.paper:

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dyna._validation import check_bool, check_floating_tensor, check_real
+from dyna._validation import check_bool, check_floating_dtype, check_floating_tensor, check_real
 from dyna.functional.gradient_normalization import backward_gradient_normalization
 from dyna.functional.siglog import siglog
 
@@ -99,8 +99,7 @@ class SignalStabilizationCompressor(nn.Module):
         self.trainable = check_bool("trainable", trainable)
         self.leak = check_real("leak", leak, minimum=0.0)
         self.eps = check_real("eps", eps, minimum=0.0)
-        if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
-            raise TypeError(f"dtype must be a floating torch.dtype or None, got {dtype!r}")
+        check_floating_dtype("dtype", dtype)
         if self.trainable:
             self.leak_scale = nn.Parameter(
                 torch.empty(1, device=device, dtype=dtype or torch.float32)

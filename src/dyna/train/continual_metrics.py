@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import torch
 
+from dyna._validation import check_floating_dtype
+
 
 def _check_matrix(matrix: object) -> torch.Tensor:
     if not isinstance(matrix, torch.Tensor):
@@ -169,8 +171,7 @@ def accuracy_per_distribution(
         raise TypeError(f"num_distributions must be an int, got {type(num_distributions).__name__}")
     if num_distributions < 1:
         raise ValueError(f"num_distributions must be >= 1, got {num_distributions}")
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+    check_floating_dtype("dtype", dtype, optional=False)
     correct = (predictions == targets).to(dtype)
     hits = correct.new_zeros(num_distributions).index_add_(0, distributions, correct)
     counts = correct.new_zeros(num_distributions).index_add_(
