@@ -8,7 +8,10 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from dyna.functional import backward_gradient_normalization
-from dyna.functional.gradient_normalization import BackwardGradientNormalization
+from dyna.functional.gradient_normalization import (
+    BackwardGradientNormalization,
+    backward_gradient_normalization_multiplicity,
+)
 from tests.golden import assert_golden
 
 FLOAT_DTYPES = [torch.float32, torch.float64, torch.bfloat16]
@@ -279,3 +282,22 @@ def test_rejects_bad_class_attribute_eps(monkeypatch):
     monkeypatch.setattr(BackwardGradientNormalization, "eps", -1.0)
     with pytest.raises(ValueError, match="eps"):
         backward_gradient_normalization(torch.ones(2, 3))
+
+
+def test_multiplicity_one_is_bgn():
+    x = torch.randn(3, 4, 5, dtype=torch.float64)
+    g = torch.randn(3, 4, 5, dtype=torch.float64)
+    a = x.clone().requires_grad_()
+    b = x.clone().requires_grad_()
+    backward_gradient_normalization_multiplicity(a, 1).backward(g)
+    backward_gradient_normalization(b).backward(g)
+    torch.testing.assert_close(a.grad, b.grad, rtol=1e-14, atol=0)
+
+
+def test_multiplicity_formula():
+    g = torch.tensor([[3.0, 4.0], [0.0, 1.0]], dtype=torch.float64)
+    x = torch.zeros(2, 2, dtype=torch.float64, requires_grad=True)
+    backward_gradient_normalization_multiplicity(x, 4, eps=0.0).backward(g)
+    # g * sqrt(n L) / (||g|| / sqrt(L)) with n = 2, L = 4: rows of norm sqrt(n) * L = 4 sqrt(2).
+    expected = g / g.norm(dim=1, keepdim=True) * math.sqrt(2) * 4
+    torch.testing.assert_close(x.grad, expected, rtol=1e-14, atol=0)

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from dyna import DynamicConv2DDelta, DynamicConv2DMobius
-from dyna.functional.tensor_composer import (
+from dyna.functional.standard_normal import standard_normal_like
+from dyna.functional.tensor_composer_delta import (
     delta_oriented_fields,
     delta_oriented_fields_ref,
-    standard_normal_like,
     std_mean_last,
 )
 

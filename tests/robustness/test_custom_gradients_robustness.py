@@ -21,7 +21,12 @@ import torch
 from torch.autograd import gradcheck, gradgradcheck
 
 import dyna
-import dyna.functional.tensor_composer as tc
+from dyna.functional import (
+    gradient_normalization,
+    signal_stabilization,
+    tensor_composer_delta,
+    tensor_composer_mobius,
+)
 
 DOUBLE = torch.float64
 
@@ -90,11 +95,11 @@ EXACT = {
         lambda: [_leaf(3, 2), _leaf(1, 4, 6), _weights()],
     ),
     "mobius_projection": (
-        tc.mobius_projection,
+        tensor_composer_mobius.mobius_projection,
         lambda: [_leaf(2, 3, 4, 2), _leaf(2, 3, 5, 2), _leaf(3, 4, 5), _leaf(3, 4, 5, seed=1)],
     ),
     "lift_small": (
-        lambda x: tc.lift_small(x, 1e-3),
+        lambda x: tensor_composer_delta.lift_small(x, 1e-3),
         lambda: [_leaf(6)],
     ),
 }
@@ -131,22 +136,26 @@ DESIGNED = {
         lambda: [_leaf(3, 2), _leaf(1, 4, 6), _weights()],
     ),
     "delta_oriented_fields": (
-        lambda m, w: tc.delta_oriented_fields(m, w, 1e-12),
-        lambda m, w: tc.delta_oriented_fields_ref(m, w, 1e-12),
+        lambda m, w: tensor_composer_delta.delta_oriented_fields(m, w, 1e-12),
+        lambda m, w: tensor_composer_delta.delta_oriented_fields_ref(m, w, 1e-12),
         lambda: [_leaf(2, 2, 3, 2, 2), _leaf(1, 2, 2, 2, 3, 4, 2)],
     ),
     "stabilize": (
-        lambda x: tc.stabilize(x, 1e-12),
-        lambda x: tc.stabilize_ref(x, 1e-12),
+        lambda x: signal_stabilization.stabilize(x, 1e-12),
+        lambda x: signal_stabilization.stabilize_ref(x, 1e-12),
         lambda: [_leaf(2, 3, 5)],
     ),
     "delta_decorrelate_mix": (
-        lambda bank, mixing: tc.delta_decorrelate_mix(bank, mixing, None, 0.3, 0.1, 0.0, 1e-12),
-        lambda bank, mixing: tc.delta_decorrelate_mix_ref(bank, mixing, None, 0.3, 0.1, 0.0, 1e-12),
+        lambda bank, mixing: tensor_composer_delta.delta_decorrelate_mix(
+            bank, mixing, None, 0.3, 0.1, 0.0, 1e-12
+        ),
+        lambda bank, mixing: tensor_composer_delta.delta_decorrelate_mix_ref(
+            bank, mixing, None, 0.3, 0.1, 0.0, 1e-12
+        ),
         lambda: [_leaf(2, 3, 5), _leaf(2, 3)],
     ),
     "backward_gradient_normalization_multiplicity": (
-        lambda x: tc.backward_gradient_normalization_multiplicity(x, 3),
+        lambda x: gradient_normalization.backward_gradient_normalization_multiplicity(x, 3),
         # L copies, each receiving g / L, then plain BGN of the expanded tensor
         lambda x: dyna.backward_gradient_normalization(x.unsqueeze(1).expand(-1, 3, -1)).mean(1),
         lambda: [_leaf(3, 4)],
@@ -188,7 +197,7 @@ TWICE = {
         lambda: [_leaf(3, 4)],
     ),
     "backward_gradient_normalization_multiplicity": (
-        lambda x: tc.backward_gradient_normalization_multiplicity(x, 3) * 1.0,
+        lambda x: gradient_normalization.backward_gradient_normalization_multiplicity(x, 3) * 1.0,
         lambda: [_leaf(3, 4)],
     ),
     "log_proportional_error": EXACT["log_proportional_error"],
@@ -272,8 +281,10 @@ def test_every_autograd_function_of_the_package_is_checked_here():
             "gradient_normalization",
             "horn",
             "log_proportional_error",
+            "signal_stabilization",
             "siglog",
-            "tensor_composer",
+            "tensor_composer_delta",
+            "tensor_composer_mobius",
         )
     ]
     found = {

@@ -46,9 +46,7 @@ class SigLog(torch.autograd.Function):
 
     @staticmethod
     def forward(x: torch.Tensor, eps: float) -> torch.Tensor:
-        # e and eps are added one after the other in x's dtype, as the reference does; adding
-        # e + eps as one constant differs by one ulp at 0 in float32 (3.6836e-5, not 3.6716e-5).
-        return _apply_sign(x, x.abs().add_(math.e).add_(eps).log_().sub_(1.0))
+        return siglog_value(x, eps)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
@@ -58,16 +56,47 @@ class SigLog(torch.autograd.Function):
     @once_differentiable  # a surrogate: there is no second derivative to take
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, None]:
         (x,) = ctx.saved_tensors
-        magnitude = x.abs()
-        exponent = torch.where(magnitude < 1.0, magnitude, 0.0).sqrt_().add_(1.0)
-        return grad_output / magnitude.pow_(exponent).add_(1.0), None
+        return grad_output / siglog_surrogate_denominator(x), None
+
+
+def siglog_value(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """``s(x) * (ln(|x| + e + eps) - 1)``, the value of :func:`siglog`, outside autograd.
+
+    Args:
+        x: floating tensor of any shape.
+        eps: added after e (``SigLog.eps``, 1e-4, in :func:`siglog`).
+
+    Returns:
+        A new tensor of the shape and dtype of ``x``.
+    """
+    # e and eps are added one after the other in x's dtype, as the reference does; adding
+    # e + eps as one constant differs by one ulp at 0 in float32 (3.6836e-5, not 3.6716e-5).
+    return _apply_sign(x, x.abs().add_(math.e).add_(eps).log_().sub_(1.0))
+
+
+def siglog_surrogate_denominator(x: torch.Tensor) -> torch.Tensor:
+    """``|x|**p + 1`` with ``p = 1 + sqrt(|x|)`` below one and ``p = 1`` from one on.
+
+    Its reciprocal is the surrogate gradient of :func:`siglog`; fused kernels that contain
+    siglog divide by it (or take its reciprocal) to back-propagate the same surrogate.
+
+    Args:
+        x: floating tensor of any shape, the input of siglog.
+
+    Returns:
+        A new tensor of the shape and dtype of ``x``, >= 1.
+    """
+    magnitude = x.abs()
+    exponent = torch.where(magnitude < 1.0, magnitude, 0.0).sqrt_().add_(1.0)
+    return magnitude.pow_(exponent).add_(1.0)
 
 
 # torch.compile cannot read attributes of an autograd.Function class while tracing; these
 # helpers read the class defaults outside the graph (a compiled caller sees the value at
 # compile time).
 @constant_result
-def _siglog_eps() -> float:
+def default_siglog_eps() -> float:
+    """``SigLog.eps``, read at call time (1e-4 unless changed)."""
     return SigLog.eps
 
 
@@ -94,7 +123,7 @@ def siglog(x: torch.Tensor) -> torch.Tensor:
         tensor([-0.3133,  0.3133])
     """
     check_floating_tensor("x", x)
-    return SigLog.apply(x, _siglog_eps())
+    return SigLog.apply(x, default_siglog_eps())
 
 
 def _siglog_parametric_value(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:

@@ -4,9 +4,10 @@ A linear map of the context, gated by its own siglog, gives per-sample complex c
 a bank of ``rank`` learned complex filter pairs (z1, z2): each filter is interpolated,
 ``l = z1 + c (z2 - z1)``, shifted and scaled, ``v = beta + l s``, separately for a "value" and an
 "orientation" part, and projected, ``w = Re(v_value * conj(v_orient / |v_orient|))``. The bank is
-stabilised by a :class:`~dyna.module.SignalStabilizationCompressor`, decorrelated (a repulsion
-between filters built from their raw dot products, plus straight-through "penalty" gradients),
-and mixed with a softmax over the rank and an extra all-zero "drain" slot:
+stabilised by the signal stabilisation compressor with all three BGNs
+(:func:`~dyna.functional.signal_stabilization.stabilize`), decorrelated (a repulsion between
+filters built from their raw dot products, plus straight-through "penalty" gradients), and mixed
+with a softmax over the rank and an extra all-zero "drain" slot:
 
     out[b] = sum_k pi[b, k] F[b, k],   pi = softmax(siglog(q / tau)),   tau = extras[0]
 
@@ -31,20 +32,13 @@ from torch import nn
 from dyna._validation import check_bool, check_floating_dtype, check_positive_int, check_real
 from dyna.functional.gradient_normalization import backward_gradient_normalization
 from dyna.functional.siglog import siglog
-from dyna.functional.tensor_composer import (
-    delta_decorrelate_mix,
-    delta_oriented_fields,
-    stabilize,
-    standard_normal_like,
-)
+from dyna.functional.signal_stabilization import StabilizerConstants, stabilize
+from dyna.functional.standard_normal import standard_normal_like
+from dyna.functional.tensor_composer_delta import delta_decorrelate_mix, delta_oriented_fields
 from dyna.lib._common import (
     check_context,
     check_output_shape,
     linear_without_init,
-)
-from dyna.module.signal_stabilization_compressor import (
-    SignalStabilizationCompressor,
-    SignalStabilizationCompressorMode,
 )
 
 
@@ -130,15 +124,9 @@ class TensorComposerDelta(nn.Module):
         self.eps = max(eps, 6.0e-8) if self.dtype_weights == torch.float16 else eps
         factory_kwargs: dict[str, Any] = {"device": device, "dtype": self.dtype_weights}
 
-        self.stabilizer = SignalStabilizationCompressor(
-            bgn_input=True,
-            bgn_mid=True,
-            bgn_output=True,
-            mode=SignalStabilizationCompressorMode.GATING,
-            trainable=False,
-            leak=1.0e-3,
-            eps=self.eps,
-        )
+        # The stabiliser is the compressor with all three BGNs, gating and a fixed leak; only
+        # its constants are state, and they hold no tensors.
+        self.stabilizer = StabilizerConstants(eps=self.eps, leak=1.0e-3)
         self.context_transform = linear_without_init(
             self.context_length, 26 * self.rank + 2, self.context_use_bias, **factory_kwargs
         )
@@ -193,7 +181,7 @@ class TensorComposerDelta(nn.Module):
 
         # Filter bank (B, r, H, W), stabilised along W.
         bank = delta_oriented_fields(modulation, weights, self.eps)
-        # self.stabilizer's maths in one fused autograd node.
+        # The compressor's maths in one fused autograd node.
         bank = stabilize(bank, self.stabilizer.eps, self.stabilizer.leak)
         bank = bank.reshape(batch, rank, height * width)
 

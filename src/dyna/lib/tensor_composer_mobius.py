@@ -30,7 +30,7 @@ from torch import nn
 from dyna._validation import check_bool, check_floating_dtype, check_positive_int, check_real
 from dyna.functional.gradient_normalization import backward_gradient_normalization
 from dyna.functional.siglog import siglog
-from dyna.functional.tensor_composer import mobius_latent_expansion, mobius_projection
+from dyna.functional.tensor_composer_mobius import mobius_latent_expansion, mobius_projection
 from dyna.lib._common import (
     check_context,
     check_output_shape,

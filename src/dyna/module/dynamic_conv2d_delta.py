@@ -23,10 +23,7 @@ import torch
 from torch import nn
 
 from dyna._validation import check_bool, check_real
-
-# The module object, not the class: the composer imports the compressor from dyna.module, so
-# dyna.module may be initialising while this file is imported from dyna.lib (an import cycle).
-from dyna.lib import tensor_composer_delta
+from dyna.lib.tensor_composer_delta import TensorComposerDelta
 from dyna.module._dynamic_conv import DynamicConv2DBase
 
 
@@ -130,7 +127,7 @@ class DynamicConv2DDelta(DynamicConv2DBase):
         self.wl_rank_noise_strength = rank_noise_strength
         self.wl_similarity_penalty_strength = similarity_penalty_strength
         self.eps = check_real("eps", eps)  # unused, as in the reference
-        self.weights_lib = tensor_composer_delta.TensorComposerDelta(
+        self.weights_lib = TensorComposerDelta(
             output_shape=self.dynamic_weights_shape,
             context_length=self.context_length,
             context_use_bias=context_use_bias,

@@ -17,7 +17,6 @@ and at the output.
 from __future__ import annotations
 
 import enum
-import math
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +25,7 @@ from torch import nn
 from dyna._validation import check_bool, check_floating_dtype, check_floating_tensor, check_real
 from dyna.functional.gradient_normalization import backward_gradient_normalization
 from dyna.functional.siglog import siglog
+from dyna.functional.signal_stabilization import compressor_constants
 
 
 class SignalStabilizationCompressorMode(enum.Enum):
@@ -114,11 +114,7 @@ class SignalStabilizationCompressor(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_floating_tensor("x", x, min_dim=1)
-        if x.dtype in (torch.float32, torch.bfloat16):
-            eps, leak = self.eps, self.leak
-        else:
-            eps = torch.finfo(x.dtype).smallest_normal
-            leak = math.sqrt(eps)
+        eps, leak = compressor_constants(x.dtype, self.eps, self.leak)
         if self.input_bgn:
             x = backward_gradient_normalization(x)
         if self.trainable:
