@@ -7,7 +7,7 @@ Without CUDA the kernels run in Triton's interpreter on CPU tensors (the root co
 import pytest
 import torch
 
-from dyna.functional.tensor_composer import mobius_projection_ref
+from dyna.functional.tensor_composer_mobius import mobius_projection_ref
 
 pytest.importorskip("triton")
 
