@@ -415,7 +415,9 @@ def test_layer_backend_default_and_repr():
 
 
 CUDA_SHAPES = [
-    # (n, batch, steps): register path, tiled path at n = 256 and 1024, a ragged batch tile
+    # (n, batch, steps): one row and one step (Triton specialises arguments equal to 1), the
+    # register path, the tiled path at n = 100, 256 and 1024, ragged batch tiles
+    (16, 1, 1),
     (32, 64, 24),
     (64, 40, 24),
     (100, 33, 16),

@@ -288,7 +288,9 @@ def _forward_tiled_kernel(
                 # The delayed path never reads y0 (brainmass's buffer starts empty); the
                 # dynamics do, at the first step.
                 y = tl.load(
-                    velocities_ptr + (step_offset + (history_length - 1) * step_stride) + tile,
+                    velocities_ptr
+                    + (step_offset + tl.cast(history_length - 1, tl.int64) * step_stride)
+                    + tile,
                     mask=mask & (step > 0),
                     other=0.0,
                 ) + tl.load(y0_ptr + tile, mask=mask & first, other=0.0).to(tl.float32)
@@ -314,7 +316,9 @@ def _forward_tiled_kernel(
             x = x + dt * y
             tl.store(positions_ptr + step_offset + tile, x, mask=mask)
             tl.store(
-                velocities_ptr + (step_offset + history_length * step_stride) + tile,
+                velocities_ptr
+                + (step_offset + tl.cast(history_length, tl.int64) * step_stride)
+                + tile,
                 y,
                 mask=mask,
             )
