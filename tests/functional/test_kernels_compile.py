@@ -1,0 +1,110 @@
+"""Every Triton kernel compiles for an H100/H200 (sm_90) at the benchmark's shapes, on the CPU.
+
+The interpreter tests check what the kernels compute; this checks what only the compiler sees
+(block shapes, ``tl.dot`` operands, loop-carried dtypes, shared memory). Each op runs forward
+and backward on CPU tensors in a subprocess without ``TRITON_INTERPRET``; every launch is
+compiled for sm_90 with triton's bundled ``ptxas`` instead of run (``tests/kernel_compile.py``).
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("triton")
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Each case: an op forward + backward at one shape; prints one JSON line per compiled launch.
+_SCRIPT = r"""
+import json, sys
+import torch
+import dyna.functional._backend as backend
+from dyna.functional import cnu_triton, horn_triton, tensor_composer_mobius_triton  # real kernels
+from dyna.functional import cnu_linear, horn_scan
+from tests.kernel_compile import CompileOnly
+
+backend.triton_interpreting = lambda: True  # let backend="triton" take CPU tensors
+torch.manual_seed(0)
+
+
+def horn(n, batch, delayed, dtype_name):
+    steps, dtype = 3, getattr(torch, dtype_name)
+    drive = torch.randn(steps, batch, n, dtype=dtype, requires_grad=True)
+    weight = torch.randn(n, n, requires_grad=True)
+    alpha, omega, gamma, v = (torch.rand(n, requires_grad=True) for _ in range(4))
+    x0 = torch.zeros(batch, n, dtype=dtype, requires_grad=True)
+    y0 = torch.zeros(batch, n, dtype=dtype, requires_grad=True)
+    delay = torch.randint(2, 41, (n, n)) if delayed else None
+    bias = None if delayed else torch.zeros(n, requires_grad=True)
+    xs, ys, _ = horn_scan(drive, weight.to(dtype), bias, alpha, omega, gamma, v, 0.5, x0, y0,
+                          delay=delay, backend="triton")
+    (xs.float().sum() + ys.float().sum()).backward()
+
+
+def cnu(batch, in_features, out_features, m, k):
+    x = torch.randn(batch, in_features, requires_grad=True)
+    memories = torch.randn(1, m, out_features * (in_features + 1), requires_grad=True)
+    indices = torch.stack([torch.randperm(m)[:k] for _ in range(batch)]).view(batch, 1, k)
+    weights = torch.softmax(torch.randn(batch, 1, k), -1).requires_grad_()
+    out = cnu_linear(x, memories, indices, weights, bias=True, wta=False, backend="triton")
+    out.sum().backward()
+
+
+def mobius(batch, subspaces, height, width):
+    shapes = [(batch, subspaces, height, 2), (batch, subspaces, width, 2),
+              (subspaces, height, width), (subspaces, height, width)]
+    inputs = [torch.randn(shape, requires_grad=True) for shape in shapes]
+    tensor_composer_mobius_triton.mobius_projection(*inputs).sum().backward()
+
+
+case = json.loads(sys.argv[1])
+with CompileOnly(capability=90) as compiled:
+    {"horn": horn, "cnu": cnu, "mobius": mobius}[case["op"]](*case["args"])
+for launch in compiled.launches:
+    print(json.dumps({"kernel": launch.kernel, "shared": launch.shared_bytes,
+                      "registers": launch.registers, "spill": launch.spill_store_bytes}))
+"""
+
+CASES = [
+    ("horn", [32, 64, False, "float32"]),
+    ("horn", [64, 64, False, "float32"]),
+    ("horn", [64, 64, True, "float32"]),
+    ("horn", [128, 1024, False, "float32"]),
+    ("horn", [256, 256, False, "float32"]),
+    ("horn", [1024, 32, False, "float32"]),
+    ("horn", [64, 64, False, "bfloat16"]),
+    ("cnu", [64, 512, 256, 16, 2]),
+    ("cnu", [64, 512, 256, 64, 4]),
+    ("mobius", [32, 4, 64, 64]),
+]
+
+
+def _compile(op: str, args: list) -> list[dict]:
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT)])
+    result = subprocess.run(
+        [sys.executable, "-c", _SCRIPT, json.dumps({"op": op, "args": args})],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("op", "args"), CASES, ids=[f"{op}-{a}" for op, a in CASES])
+def test_kernels_compile_for_sm90_within_shared_memory(op, args):
+    from tests.kernel_compile import SM90_SHARED_MEMORY_BYTES
+
+    launches = _compile(op, args)
+    assert launches, f"{op} launched no kernel"
+    for launch in launches:
+        assert launch["shared"] <= SM90_SHARED_MEMORY_BYTES, launch
+        assert 0 < launch["registers"] <= 255, launch
