@@ -7,6 +7,9 @@ recurrent networks. Importing ``dyna`` only defines functions and classes.
 
 __version__ = "0.1.0"
 
+import warnings
+from typing import Any
+
 from dyna.functional import (
     backward_gradient_normalization,
     cnu_blend_weights,
@@ -22,9 +25,6 @@ from dyna.functional import (
     log_proportional_error,
     noisein,
     noiseover,
-    psi,
-    resize1d,
-    resize2d,
     siglog,
     siglog_parametric,
 )
@@ -72,9 +72,25 @@ __all__ = [
     "log_proportional_error",
     "noisein",
     "noiseover",
-    "psi",
-    "resize1d",
-    "resize2d",
     "siglog",
     "siglog_parametric",
 ]
+
+
+# The CNU key projections were exported here before; they live in dyna.functional.cnu only (the
+# names are generic, the functions are not). The old names keep working for one release.
+_MOVED_TO_CNU = ("psi", "resize1d", "resize2d")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED_TO_CNU:
+        warnings.warn(
+            f"{__name__}.{name} is deprecated and will be removed in the next release; "
+            f"import it from dyna.functional.cnu",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        from dyna.functional import cnu
+
+        return getattr(cnu, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,6 +12,7 @@ from torch.func import grad, vmap
 
 import dyna
 import dyna.train
+from dyna.functional import cnu
 
 BATCH = 3
 
@@ -38,9 +39,9 @@ CASES = {
         lambda x, y: dyna.log_proportional_error(x, y, "none"),
         [_randn(BATCH, 4, 5), _randn(BATCH, 4, 5, seed=1)],
     ),
-    "psi": (lambda x: dyna.psi(x, "sign", 5), [_randn(BATCH, 4, 5)]),
-    "resize1d": (lambda x: dyna.resize1d(x, 3), [_randn(BATCH, 4, 5)]),
-    "resize2d": (lambda x: dyna.resize2d(x, 4), [_randn(BATCH, 2, 1, 4, 4)]),
+    "psi": (lambda x: cnu.psi(x, "sign", 5), [_randn(BATCH, 4, 5)]),
+    "resize1d": (lambda x: cnu.resize1d(x, 3), [_randn(BATCH, 4, 5)]),
+    "resize2d": (lambda x: cnu.resize2d(x, 4), [_randn(BATCH, 2, 1, 4, 4)]),
     "count_sketch": (lambda x: dyna.count_sketch(x, HASHES[0], SIGNS[0], 4), [_randn(BATCH, 4, 5)]),
     "compact_spectral_features": (
         lambda a, b: dyna.compact_spectral_features([a, b], HASHES, SIGNS, 4),

@@ -5,8 +5,8 @@ from functools import partial
 import pytest
 import torch
 
-from dyna.functional import cnu_blend_weights, cnu_linear, cnu_linear_ref, psi, resize1d, resize2d
-from dyna.functional.cnu import _layout
+from dyna.functional import cnu_blend_weights, cnu_linear, cnu_linear_ref
+from dyna.functional.cnu import _layout, psi, resize1d, resize2d
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

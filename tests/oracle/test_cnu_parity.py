@@ -22,7 +22,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dyna.functional import psi
+from dyna.functional.cnu import psi
 from dyna.module import Conv2dCNU, LinearCNU
 from tests.oracle.make_cnu_fixtures import conv_target, fingerprint, fingerprint_weights
 

@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import dyna
+from dyna.functional import cnu
 
 FLOAT_DTYPES = [torch.float32, torch.float64, torch.bfloat16]
 
@@ -209,7 +210,7 @@ def test_log_proportional_error_is_nonnegative_and_zero_at_equality(shape, dtype
 )
 def test_resize1d_keeps_shape_and_constant_rows(batch, features, key_size, dtype, seed, level):
     x = _randn(seed, (batch, features), dtype)
-    out = dyna.resize1d(x, key_size)
+    out = cnu.resize1d(x, key_size)
     assert out.shape == (batch, key_size) and out.dtype == dtype
     assert torch.isfinite(out).all()
     if key_size == features:
@@ -217,7 +218,7 @@ def test_resize1d_keeps_shape_and_constant_rows(batch, features, key_size, dtype
     # linear interpolation reproduces constants and stays inside each row's range
     constant = torch.full((batch, features), level, dtype=dtype)
     torch.testing.assert_close(
-        dyna.resize1d(constant, key_size), constant[:, :1].expand(-1, key_size)
+        cnu.resize1d(constant, key_size), constant[:, :1].expand(-1, key_size)
     )
     slack = 1e-2 * (1 + x.abs().max()) if dtype == torch.bfloat16 else 1e-6
     assert (out <= x.max(dim=1, keepdim=True).values + slack).all()
@@ -239,7 +240,7 @@ def test_resize2d_output_length_and_zero_padding(
     key_size = channels * per_channel
     x = _randn(seed, (batch, channels, height, width), dtype)
     try:
-        out = dyna.resize2d(x, key_size)
+        out = cnu.resize2d(x, key_size)
     except ValueError as error:  # documented: the budget cannot hold one row
         assert "too small" in str(error)
         return
@@ -247,7 +248,7 @@ def test_resize2d_output_length_and_zero_padding(
     assert out.shape[1] == key_size or out.shape[1] % channels == 0
     # a constant map scales to the same constant; any padding on the right is zero
     constant = torch.full_like(x, 2.5)
-    resized = dyna.resize2d(constant, key_size)
+    resized = cnu.resize2d(constant, key_size)
     filled = resized.shape[1] - (resized == 0).sum(dim=1)
     filled_part = resized[:, : int(filled[0])]
     torch.testing.assert_close(filled_part, torch.full_like(filled_part, 2.5))
@@ -266,7 +267,7 @@ def test_resize2d_output_length_and_zero_padding(
 def test_psi_rows_are_unit_norm_or_zero(batch, inner, mode, normalize, dtype, seed, scale):
     x = _randn(seed, (batch, *inner), dtype, scale)
     key_size = math.prod(inner)
-    out = dyna.psi(x, mode, key_size, normalize)
+    out = cnu.psi(x, mode, key_size, normalize)
     assert out.shape == (batch, key_size) and out.dtype == dtype and torch.isfinite(out).all()
     if mode == "sign" and not normalize:
         assert torch.equal(out, torch.sign(x.flatten(1)))
@@ -296,7 +297,7 @@ def test_psi_resize_modes_give_key_size_columns(batch, channels, size, mode, see
     else:
         x = _randn(seed, (batch, channels, size, size))
         key_size = channels * 4  # a 2 x 2 map per channel
-    out = dyna.psi(x, mode, key_size)
+    out = cnu.psi(x, mode, key_size)
     assert out.shape == (batch, key_size)
     torch.testing.assert_close(out.norm(dim=1), torch.ones(batch, dtype=torch.float64))
 

@@ -31,6 +31,7 @@ import dyna.data
 import dyna.models
 import dyna.train
 from dyna.data.mnist import FILES
+from dyna.functional import cnu
 
 COVERED = {
     "CNUAttention",
@@ -265,7 +266,7 @@ CASES += cases_for(
 )
 CASES += cases_for(
     "psi",
-    dyna.psi,
+    cnu.psi,
     lambda: {"x": _x(2, 4), "mode": "identity", "key_size": 4, "normalize": True},
     {
         "x": st.one_of(tensor, one_of_values(_x(4), _x(2, 5))),
@@ -277,13 +278,13 @@ CASES += cases_for(
 )
 CASES += cases_for(
     "resize1d",
-    dyna.resize1d,
+    cnu.resize1d,
     lambda: {"x": _x(2, 5), "key_size": 3},
     {"x": st.one_of(tensor, one_of_values(_x(5), _x(2, 2, 2))), "key_size": BAD["positive_int"]},
 )
 CASES += cases_for(
     "resize2d",
-    dyna.resize2d,
+    cnu.resize2d,
     lambda: {"x": _x(2, 1, 4, 4), "key_size": 4},
     {
         "x": st.one_of(tensor, one_of_values(_x(5), _x(2, 4, 4), _x(2, 0, 4, 4))),
