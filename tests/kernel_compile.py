@@ -64,7 +64,8 @@ def _argument_type(name: str, value: object) -> str:
         try:
             return _POINTER_TYPES[value.dtype]
         except KeyError:
-            raise TypeError(f"kernel argument {name}: no Triton pointer type for {value.dtype}")
+            message = f"kernel argument {name}: no Triton pointer type for {value.dtype}"
+            raise TypeError(message) from None
     if isinstance(value, bool):
         return "i1"
     if isinstance(value, int):
