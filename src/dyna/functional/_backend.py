@@ -28,10 +28,14 @@ BACKENDS = ("torch", "triton")
 _KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
-@functools.cache
+# Looked up once on import, without importing triton: a plain constant for torch.compile (a
+# functools.cache wrapper draws a warning from every traced call).
+_TRITON_FOUND = importlib.util.find_spec("triton") is not None
+
+
 def triton_available() -> bool:
     """Whether the ``triton`` package can be imported (checked once, without importing it)."""
-    return importlib.util.find_spec("triton") is not None
+    return _TRITON_FOUND
 
 
 def triton_interpreting() -> bool:
