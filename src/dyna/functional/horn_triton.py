@@ -24,8 +24,9 @@ Two kernel families, chosen by the hidden size n:
   Each step loops over BLOCK_N output columns and BLOCK_K inputs, reading weight tiles from
   L1/L2 and the previous velocities from the buffer the previous step wrote, with a CTA barrier
   between steps. Any n runs: nothing is sized by n but the loop counts. With delays the
-  recurrent term gathers yhat_j(t-1-d_ij) from the velocity buffer per (row, i, j), and the
-  backward gathers the later steps' pre-activation adjoints the same way.
+  recurrent term gathers yhat_j(t-1-d_ij) per (row, i, j) from a unit-major (time, unit, batch)
+  velocity buffer, coalesced along the batch, and the backward gathers the later steps'
+  pre-activation adjoints the same way.
 
 Everything accumulates in float32 and the buffers the backward reads are float32; the outputs
 come back in the input dtype. float32 dots use ``input_precision="ieee"`` unless
@@ -124,18 +125,22 @@ def _delayed_product(
     base_row,
     ROW_SIGN: tl.constexpr,
     row_limit,
-    row_offsets,
+    rows,
     row_mask,
     units,
     unit_mask,
     n_units,
+    batch,
     step_stride,
     BLOCK_K: tl.constexpr,
 ):
-    """acc[b, u] + sum_s matrix[u, s] * buffer[base_row + ROW_SIGN * delay[u, s], b, s].
+    """acc[b, u] + sum_s matrix[u, s] * buffer[base_row + ROW_SIGN * delay[u, s], s, b].
 
-    Rows outside [0, row_limit) read zero. Forward: matrix = W, delay = D, rows L-1+t-d_ij of
-    the velocity buffer. Backward: matrix = W^T, delay = D^T, rows s+d_ij of grad_pre.
+    ``buffer`` is unit-major, (time, unit, batch): the B values a connection reads are
+    contiguous, so the gather is coalesced along the batch (batch-major it would touch one
+    cache line per element). Rows outside [0, row_limit) read zero. Forward: matrix = W,
+    delay = D, rows L-1+t-d_ij of the velocity buffer. Backward: matrix = W^T, delay = D^T,
+    rows s+d_ij of grad_pre.
     """
     source_base = tl.arange(0, BLOCK_K)
     for source_start in range(0, n_units, BLOCK_K):
@@ -150,8 +155,8 @@ def _delayed_product(
         pointers = (
             buffer_ptr
             + read_row.to(tl.int64)[None, :, :] * step_stride
-            + row_offsets[:, :, None]
-            + sources[None, None, :]
+            + sources.to(tl.int64)[None, None, :] * batch
+            + rows.to(tl.int64)[:, None, None]
         )
         values = tl.load(pointers, mask=row_mask[:, None, None] & readable[None, :, :], other=0.0)
         acc += tl.sum(values * weight[None, :, :], axis=2)
@@ -264,7 +269,9 @@ def _forward_tiled_kernel(
     ``matrix`` is W^T without delays (a dot operand [source, target]) and W with delays
     ([target, source], like ``delay``). The velocity buffer has ``history_length`` = L leading
     rows (y0 without delays; the history, oldest first, with delays) and row L + t receives
-    y_{t+1}. A barrier ends every step: the next step reads what all threads wrote.
+    y_{t+1}; it is (L + T, B, n) without delays and unit-major (L + T, n, B) with delays (see
+    ``_delayed_product``). A barrier ends every step: the next step reads what all threads
+    wrote.
     """
     rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
     row_mask = rows < batch
@@ -278,11 +285,15 @@ def _forward_tiled_kernel(
             unit_mask = units < n_units
             mask = row_mask[:, None] & unit_mask[None, :]
             tile = row_offsets + units[None, :]
+            if HAS_DELAY:
+                velocity_tile = units.to(tl.int64)[None, :] * batch + rows[:, None]
+            else:
+                velocity_tile = tile
             pre = tl.load(drive_ptr + step_offset + tile, mask=mask, other=0.0).to(tl.float32)
             if HAS_DELAY:
                 pre = _delayed_product(
                     pre, velocities_ptr, matrix_ptr, delay_ptr, history_length - 1 + step, -1,
-                    history_length + steps, row_offsets, row_mask, units, unit_mask, n_units,
+                    history_length + steps, rows, row_mask, units, unit_mask, n_units, batch,
                     step_stride, BLOCK_K,
                 )  # fmt: skip
                 # The delayed path never reads y0 (brainmass's buffer starts empty); the
@@ -290,7 +301,7 @@ def _forward_tiled_kernel(
                 y = tl.load(
                     velocities_ptr
                     + (step_offset + tl.cast(history_length - 1, tl.int64) * step_stride)
-                    + tile,
+                    + velocity_tile,
                     mask=mask & (step > 0),
                     other=0.0,
                 ) + tl.load(y0_ptr + tile, mask=mask & first, other=0.0).to(tl.float32)
@@ -318,7 +329,7 @@ def _forward_tiled_kernel(
             tl.store(
                 velocities_ptr
                 + (step_offset + tl.cast(history_length, tl.int64) * step_stride)
-                + tile,
+                + velocity_tile,
                 y,
                 mask=mask,
             )
@@ -430,6 +441,7 @@ def _velocity_adjoint(
     matrix_ptr,
     delay_ptr,
     retention,
+    rows,
     row_offsets,
     row_mask,
     units,
@@ -437,6 +449,7 @@ def _velocity_adjoint(
     tile,
     mask,
     steps,
+    batch,
     n_units,
     step_stride,
     history_length,
@@ -448,7 +461,9 @@ def _velocity_adjoint(
     BLOCK_K: tl.constexpr,
 ):
     """Adjoint of the velocity written by step ``written`` (y_{written+1}; -1 means y0) from
-    everything after it: the outputs, the next step's dynamics and the steps that read it."""
+    everything after it: the outputs, the next step's dynamics and the steps that read it.
+
+    ``grad_pre`` is (T, B, n) without delays and unit-major (T, n, B) with delays."""
     reader = written + 1
     has_reader = reader < steps
     reader_offset = tl.cast(reader, tl.int64) * step_stride
@@ -466,8 +481,8 @@ def _velocity_adjoint(
     if HAS_DELAY:
         # yhat(reader) is read by step reader + d_ij through the connection j -> i.
         total = _delayed_product(
-            total, grad_pre_ptr, matrix_ptr, delay_ptr, reader, 1, steps, row_offsets, row_mask,
-            units, unit_mask, n_units, step_stride, BLOCK_K,
+            total, grad_pre_ptr, matrix_ptr, delay_ptr, reader, 1, steps, rows, row_mask, units,
+            unit_mask, n_units, batch, step_stride, BLOCK_K,
         )  # fmt: skip
     else:
         total = _dense_product(
@@ -513,7 +528,8 @@ def _backward_tiled_kernel(
 
     ``matrix`` is W without delays (dot operand [target, source]) and W^T with delays (like
     ``delay`` = D^T). Each step first rebuilds lambda_y of the velocity it wrote from the later
-    steps' adjoints (written before the previous barrier), then steps lambda_x. Ends with the
+    steps' adjoints (written before the previous barrier), then steps lambda_x; ``grad_pre``
+    is unit-major (T, n, B) with delays. Ends with the
     gradient of y0 (no delays) or of the history rows (delays, if wanted); lambda_x_ptr then
     holds the gradient of x0.
     """
@@ -545,9 +561,9 @@ def _backward_tiled_kernel(
             retention = tl.load(retention_ptr + units, mask=unit_mask, other=0.0)[None, :]
             lambda_y = _velocity_adjoint(
                 step, grad_velocities_ptr, adjoint_ptr, grad_pre_ptr, matrix_ptr, delay_ptr,
-                retention, row_offsets, row_mask, units, unit_mask, tile, mask, steps, n_units,
-                step_stride, history_length, HAS_DELAY, HAS_GRAD_VELOCITIES, PRECISION, BLOCK_B,
-                BLOCK_N, BLOCK_K,
+                retention, rows, row_offsets, row_mask, units, unit_mask, tile, mask, steps, batch,
+                n_units, step_stride, history_length, HAS_DELAY, HAS_GRAD_VELOCITIES, PRECISION,
+                BLOCK_B, BLOCK_N, BLOCK_K,
             )  # fmt: skip
             lambda_x = tl.load(lambda_x_ptr + tile, mask=mask, other=0.0)
             adjoint = lambda_y + dt * lambda_x
@@ -555,7 +571,11 @@ def _backward_tiled_kernel(
             slope = gain * (1.0 - activation * activation)
             grad_pre = adjoint * slope
             tl.store(adjoint_ptr + step_offset + tile, adjoint, mask=mask)
-            tl.store(grad_pre_ptr + step_offset + tile, grad_pre, mask=mask)
+            if HAS_DELAY:
+                grad_pre_tile = units.to(tl.int64)[None, :] * batch + rows[:, None]
+            else:
+                grad_pre_tile = tile
+            tl.store(grad_pre_ptr + step_offset + grad_pre_tile, grad_pre, mask=mask)
             if HAS_FEEDBACK:
                 feedback = tl.load(feedback_ptr + units, mask=unit_mask, other=0.0)[None, :]
                 coupling = feedback * slope - spring
@@ -579,9 +599,9 @@ def _backward_tiled_kernel(
             retention = tl.load(retention_ptr + units, mask=unit_mask, other=0.0)[None, :]
             grad_y0 = _velocity_adjoint(
                 -1, grad_velocities_ptr, adjoint_ptr, grad_pre_ptr, matrix_ptr, delay_ptr,
-                retention, row_offsets, row_mask, units, unit_mask, tile, mask, steps, n_units,
-                step_stride, history_length, HAS_DELAY, HAS_GRAD_VELOCITIES, PRECISION, BLOCK_B,
-                BLOCK_N, BLOCK_K,
+                retention, rows, row_offsets, row_mask, units, unit_mask, tile, mask, steps, batch,
+                n_units, step_stride, history_length, HAS_DELAY, HAS_GRAD_VELOCITIES, PRECISION,
+                BLOCK_B, BLOCK_N, BLOCK_K,
             )  # fmt: skip
             tl.store(grad_y0_ptr + tile, grad_y0, mask=mask)
     if HISTORY_GRAD:
@@ -604,8 +624,8 @@ def _backward_tiled_kernel(
                 else:
                     total = tl.zeros((BLOCK_B, BLOCK_N), dtype=tl.float32)
                 total = _delayed_product(
-                    total, grad_pre_ptr, matrix_ptr, delay_ptr, -lag, 1, steps, row_offsets,
-                    row_mask, units, unit_mask, n_units, step_stride, BLOCK_K,
+                    total, grad_pre_ptr, matrix_ptr, delay_ptr, -lag, 1, steps, rows, row_mask,
+                    units, unit_mask, n_units, batch, step_stride, BLOCK_K,
                 )  # fmt: skip
                 tl.store(
                     grad_history_ptr + tl.cast(lag, tl.int64) * step_stride + tile,
@@ -648,16 +668,19 @@ if triton_interpreting():
     _DENSE_TILED_CONFIGS = [_config(4, BLOCK_B=16, BLOCK_N=16, BLOCK_K=16)]
     _DELAYED_CONFIGS = [_config(4, BLOCK_B=8, BLOCK_N=16, BLOCK_K=16)]
 else:
-    _REGISTER_CONFIGS = [_config(w, BLOCK_B=16) for w in (1, 2, 4)]
+    _REGISTER_CONFIGS = [_config(w, BLOCK_B=16) for w in (2, 4, 8)]
     _DENSE_TILED_CONFIGS = [
         _config(4, BLOCK_B=16, BLOCK_N=64, BLOCK_K=64),
         _config(8, BLOCK_B=16, BLOCK_N=128, BLOCK_K=32),
         _config(8, BLOCK_B=32, BLOCK_N=64, BLOCK_K=64),
         _config(4, BLOCK_B=16, BLOCK_N=32, BLOCK_K=32),
     ]
+    # The delayed gathers are contiguous along the batch: wider batch tiles coalesce better,
+    # narrower ones give more programs for small batches.
     _DELAYED_CONFIGS = [
         _config(4, BLOCK_B=16, BLOCK_N=16, BLOCK_K=16),
         _config(4, BLOCK_B=8, BLOCK_N=32, BLOCK_K=16),
+        _config(8, BLOCK_B=32, BLOCK_N=16, BLOCK_K=16),
         _config(8, BLOCK_B=16, BLOCK_N=32, BLOCK_K=16),
     ]
 
@@ -729,14 +752,17 @@ class HORNScanTriton(torch.autograd.Function):
         gain, spring, retention = (c.to(work).contiguous() for c in (gain, spring, retention))
         feedback_work = None if feedback is None else feedback.to(work).contiguous()
         positions = drive.new_empty((steps, batch, n_units), dtype=work)
-        velocities = drive.new_empty((length + steps, batch, n_units), dtype=work)
         activations = drive.new_empty((steps, batch, n_units), dtype=work)
         if delay is None:
+            velocities = drive.new_empty((length + steps, batch, n_units), dtype=work)
             velocities[0].copy_(y0)
-        elif history is None:
-            velocities[:length].zero_()
         else:
-            velocities[:length].copy_(history.flip(0))
+            # Unit-major (time, unit, batch) for the kernels' coalesced delayed gathers.
+            velocities = drive.new_empty((length + steps, n_units, batch), dtype=work)
+            if history is None:
+                velocities[:length].zero_()
+            else:
+                velocities[:length].copy_(history.flip(0).transpose(1, 2))
         common = {
             "steps": steps,
             "batch": batch,
@@ -766,6 +792,7 @@ class HORNScanTriton(torch.autograd.Function):
                 drive, weight.contiguous(), delay_work, *coefficients, x0, y0, *outputs,
                 history_length=length, HAS_DELAY=True, **common,
             )  # fmt: skip
+            velocities = velocities.transpose(1, 2).contiguous()
         ctx.save_for_backward(
             weight, gain, spring, retention, feedback_work, x0, y0, delay_work, positions,
             velocities, activations,
@@ -788,7 +815,10 @@ class HORNScanTriton(torch.autograd.Function):
         # their loads instead of reading zero tensors.
         grad_x_seq = None if grad_positions is None else grad_positions.to(work).contiguous()
         grad_v_seq = None if grad_velocities is None else grad_velocities.to(work).contiguous()
-        grad_pre = torch.empty_like(activations)
+        # Unit-major (T, n, B) with delays, for the kernel's coalesced gathers.
+        grad_pre = activations.new_empty(
+            (steps, n_units, batch) if delayed else (steps, batch, n_units)
+        )
         adjoint = torch.empty_like(activations)
         grad_x0 = positions.new_empty((batch, n_units))
         grad_y0 = positions.new_empty((batch, n_units)) if not delayed else None
@@ -828,6 +858,7 @@ class HORNScanTriton(torch.autograd.Function):
                 grad_x0 if grad_history is None else grad_history,
                 history_length=length, HAS_DELAY=True, HISTORY_GRAD=history_grad, **common,
             )  # fmt: skip
+            grad_pre = grad_pre.transpose(1, 2).contiguous()
 
         grad_weight = None
         if needs[1]:
