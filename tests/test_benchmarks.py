@@ -1,7 +1,12 @@
 """The benchmark scripts run (tiny sizes, one repeat); timings are never asserted in tests."""
 
 import importlib.util
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
+import torch
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -14,3 +19,43 @@ def test_functional_benchmark_runs(capsys):
     assert len(rows) == 5
     assert all(ours > 0 and base > 0 for _, ours, base in rows)
     assert "ratio" in capsys.readouterr().out
+
+
+def _runner():
+    spec = importlib.util.spec_from_file_location("bench_run", BENCHMARKS / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_runner_prints_one_table_of_ratios(capsys):
+    threads = torch.get_num_threads()
+    try:
+        rows = _runner().main(["--only", "functional", "--threads", "1"])
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert len(rows) == 5 and "ratio" in out and out.count("functional") >= 5
+    # The footer says which allocator setting the timings ran under (the runner applies it).
+    from dyna.train.allocator import freed_memory_retained
+
+    assert ("freed memory retained" if freed_memory_retained() else "default malloc") in out
+
+
+def test_runner_refuses_an_unknown_benchmark(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _runner().main(["--only", "nope"])
+    assert exit_info.value.code == 2
+    assert "unknown benchmark(s) nope" in capsys.readouterr().err
+
+
+def test_runner_works_from_another_directory(tmp_path):
+    # Found by its own path, not by the installed package's location.
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "run.py"), "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0 and "--only" in result.stdout

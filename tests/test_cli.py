@@ -1,4 +1,4 @@
-"""The ``dyna`` command: help, list, every bad-input path of train, eval, continual, bench."""
+"""The ``dyna`` command: help, list, every bad-input path of train, eval and continual."""
 
 import errno
 import importlib.util
@@ -33,19 +33,18 @@ def _error(capsys, argv) -> str:
     return err[0]
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["eval"], ["list"], ["bench"]])
+@pytest.mark.parametrize("command", [[], ["train"], ["eval"], ["list"]])
 def test_help_is_complete(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([*command, "--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     expected = {
-        (): ["train", "eval", "list", "bench"],
+        (): ["train", "eval", "list"],
         ("train",): ["--epochs", "--batch-size", "--lr", "--seed", "--device", "--out",
                      "--data", "--resume", "--set", "--checkpoint-every", "--quiet"],
         ("eval",): ["checkpoint", "--data", "--device"],
         ("list",): ["experiment"],
-        ("bench",): ["--quick", "--full", "--only"],
     }[tuple(command)]  # fmt: skip
     for word in expected:
         assert word in text
@@ -189,14 +188,6 @@ def test_continual_stream_runs_and_rejects_what_does_not_apply(capsys, tmp_path)
     assert "transformer" in line
 
 
-def test_bench_prints_one_table_of_ratios(capsys, tmp_path):
-    assert main(["bench", "--only", "functional", "--threads", "1"]) == 0
-    out = capsys.readouterr().out
-    assert "ratio" in out and out.count("functional") >= 5
-    # The footer says which allocator setting the timings ran under (the command applies it).
-    from dyna.train.allocator import freed_memory_retained
-
-    assert ("freed memory retained" if freed_memory_retained() else "default malloc") in out
-    assert "unknown benchmark" in _error(capsys, ["bench", "--only", "nope"])
-    line = _error(capsys, ["bench", "--benchmarks", str(tmp_path)])
-    assert "not found" in line and "--benchmarks" in line
+def test_bench_is_the_benchmark_runner_script_not_a_command(capsys):
+    # The benchmarks are not in the wheel: `python benchmarks/run.py` runs them.
+    assert "invalid choice: 'bench'" in _error(capsys, ["bench"])

@@ -1,8 +1,11 @@
-"""The ``dyna`` command: train, evaluate, list experiments, run the benchmarks.
+"""The ``dyna`` command: train, evaluate and list the experiments.
 
-``dyna train EXPERIMENT`` looks the experiment up in the registry (:mod:`dyna.experiments`),
-resolves its configuration (experiment defaults, then options, then ``--set key=value``
-hyper-parameters) and calls the training engine (:mod:`dyna.train`). Errors are one line on
+This module parses the command line and dispatches, nothing else: ``dyna train EXPERIMENT``
+looks the experiment up in the registry (:mod:`dyna.experiments`), parses its ``--set
+key=value`` hyper-parameters and hands them with the options to the engine's one entry point,
+:func:`dyna.train.run`, which resolves the configuration and prepares the run folder;
+``dyna eval`` calls :func:`dyna.train.evaluation.evaluate_checkpoint`. The benchmarks are run by
+``python benchmarks/run.py`` from a clone of the repository. Errors are one line on
 stderr naming the problem and the fix; usage errors (bad options, unknown experiment or key,
 out-of-range value, missing or malformed data, a mismatched checkpoint) exit with code 2, other
 failures (a corrupt checkpoint, a full disk) with 1, and an interrupted run with 130.
@@ -11,18 +14,14 @@ failures (a corrupt checkpoint, a full disk) with 1, and an interrupted run with
 from __future__ import annotations
 
 import argparse
-import contextlib
 import errno
-import importlib.util
-import io
-import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
-if TYPE_CHECKING:  # the registry is imported lazily, to keep `dyna --help` fast
-    from dyna.experiments import Experiment
+if TYPE_CHECKING:  # the registry and the engine are imported lazily: `dyna --help` stays fast
+    from dyna.train.experiment import Experiment
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -140,7 +139,7 @@ TRAIN_OPTIONS = (
 def _parser() -> _Parser:
     parser = _Parser(
         prog="dyna",
-        description="DyNA: train and evaluate the experiments, list them, run the benchmarks.",
+        description="DyNA: train and evaluate the experiments, and list them.",
         epilog="`dyna COMMAND --help` describes each command.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -239,31 +238,6 @@ def _parser() -> _Parser:
     )
     listing.add_argument("experiment", nargs="?", help="show this experiment in detail")
 
-    bench = commands.add_parser(
-        "bench",
-        help="run the benchmarks and print a table of ratios",
-        description=(
-            "Run the scripts of the repository's benchmarks/ folder (each times DyNA against a "
-            "PyTorch baseline, alternately in one process) and print one table of ratios."
-        ),
-    )
-    size = bench.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="small sizes, few repeats (default)")
-    size.add_argument("--full", action="store_true", help="each script's own default sizes")
-    bench.add_argument(
-        "--only", nargs="+", metavar="NAME", help=f"run only these ({', '.join(BENCHMARKS)})"
-    )
-    bench.add_argument(
-        "--benchmarks", metavar="DIR", help="the benchmarks/ folder (default: the repository's)"
-    )
-    bench.add_argument(
-        "--threads",
-        type=_positive_int,
-        metavar="N",
-        help="torch intra-op threads for every script (default: torch's); on a busy machine "
-        "--threads 1 gives steadier ratios",
-    )
-    bench.add_argument("--verbose", action="store_true", help="also print each script's output")
     return parser
 
 
@@ -278,16 +252,11 @@ def _list(arguments: argparse.Namespace) -> int:
         print(f"{experiment.name} ({experiment.kind}): {experiment.description}")
         if experiment.needs_data:
             print("  needs --data DIR (a standard MNIST folder of IDX files)")
-        if experiment.kind == "supervised":
-            defaults = experiment.defaults
+        defaults = experiment.option_defaults()
+        if defaults:
             print("  training defaults:")
-            for name in ("epochs", "batch_size", "lr", "weight_decay", "seed"):
-                print(f"    --{name.replace('_', '-')} {getattr(defaults, name)}")
-            print(f"    --eval-batch-size {defaults.eval_batch_size}")
-            print(f"    --checkpoint-every {defaults.checkpoint_every}")
-            print(f"    --log-every {defaults.log_every}")
-            print(f"    --threads {defaults.threads}")
-            print(f"    --schedule {defaults.schedule}")
+            for name, value in defaults.items():
+                print(f"    --{name.replace('_', '-')} {value}")
         print("  hyper-parameters (--set KEY=VALUE):")
         for key, param in experiment.params.items():
             default = param.default
@@ -295,21 +264,15 @@ def _list(arguments: argparse.Namespace) -> int:
                 default = ",".join(str(item) for item in default)
             print(f"    {key}={default}  [{param.describe()}]  {param.help}")
         return 0
-    rows = []
-    for experiment in experiments():
-        if experiment.kind == "supervised":
-            training = experiment.defaults
-            summary = f"{training.epochs} ep, batch {training.batch_size}, lr {training.lr:g}"
-        else:
-            summary = "one online pass"
-        rows.append(
-            (
-                experiment.name + (" *" if experiment.name == DEFAULT_EXPERIMENT else ""),
-                experiment.kind,
-                summary,
-                experiment.description + (" [--data]" if experiment.needs_data else ""),
-            )
+    rows = [
+        (
+            experiment.name + (" *" if experiment.name == DEFAULT_EXPERIMENT else ""),
+            experiment.kind,
+            experiment.summary(),
+            experiment.description + (" [--data]" if experiment.needs_data else ""),
         )
+        for experiment in experiments()
+    ]
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     print(f"{'experiment':<{widths[0]}}  {'kind':<{widths[1]}}  {'defaults':<{widths[2]}}  what")
     for row in rows:
@@ -319,397 +282,51 @@ def _list(arguments: argparse.Namespace) -> int:
 
 
 def _experiment(name: str) -> Experiment:
-    from dyna.experiments import ConfigError, get_experiment
+    from dyna.experiments import get_experiment
 
-    try:
-        return get_experiment(name)
-    except ConfigError as error:
-        raise UsageError(str(error)) from None
+    return get_experiment(name)
 
 
 # --------------------------------------------------------------------------------------- train
 
 
-def _saved_config(out: Path) -> dict[str, Any] | None:
-    from dyna.train.checkpoint import list_checkpoints
-    from dyna.train.trainer import load_training_checkpoint
-
-    found = list_checkpoints(out / "checkpoints")
-    if not found:
-        return None
-    return load_training_checkpoint(found[-1])[1]["config"]
-
-
 def _train(arguments: argparse.Namespace) -> int:
-    from dyna.experiments import ConfigError
-    from dyna.train.distributed import resolve_device
-    from dyna.train.trainer import TrainConfig, config_differences, train
+    from dyna.train import RunOptions, run
 
     experiment = _experiment(arguments.experiment)
-    out = Path(arguments.out or Path("runs") / experiment.name)
-    assignments = dict(arguments.assignments)
-    if experiment.kind == "continual":
-        return _train_continual(experiment, arguments, out, assignments)
-    if arguments.resume and arguments.overwrite:
-        raise UsageError("--resume and --overwrite contradict each other: choose one")
-    saved = _saved_config(out) if arguments.resume else None
-    if arguments.resume and saved is None:
-        raise UsageError(
-            f"--resume: no checkpoint in {out / 'checkpoints'}: start without --resume "
-            f"(with --overwrite if {out} holds a run that stopped before its first checkpoint)"
-        )
-    try:
-        params = experiment.resolve_params(assignments)
-    except ConfigError as error:
-        raise UsageError(str(error)) from None
-    given = {
-        attribute: getattr(arguments, attribute)
-        for _, attribute, _, _ in TRAIN_OPTIONS
-        if getattr(arguments, attribute) is not None
-    }
-    values: dict[str, Any] = {
-        "epochs": experiment.defaults.epochs,
-        "batch_size": experiment.defaults.batch_size,
-        "lr": experiment.defaults.lr,
-        "weight_decay": experiment.defaults.weight_decay,
-        "seed": experiment.defaults.seed,
-        "eval_batch_size": experiment.defaults.eval_batch_size,
-        "checkpoint_every": experiment.defaults.checkpoint_every,
-        "log_every": experiment.defaults.log_every,
-        "threads": experiment.defaults.threads,
-        "schedule": experiment.defaults.schedule,
-    }
-    if saved is not None:
-        # Resume: what the command line leaves out comes from the checkpoint.
-        values.update({key: saved[key] for key in values if key in saved})
-        params = dict(saved.get("params", params))
-        params.update({key: experiment.resolve_params(assignments)[key] for key in assignments})
-    values.update(given)
-    data = arguments.data if arguments.data is not None else (saved or {}).get("data")
-    if experiment.needs_data and data is None:
-        raise UsageError(
-            f"{experiment.name} reads MNIST: pass --data DIR, a folder with the four standard "
-            f"MNIST IDX files"
-        )
-    try:
-        params = experiment.check_params(
-            {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
-        )
-    except ConfigError as error:
-        raise UsageError(str(error)) from None
-    config = TrainConfig(
-        experiment=experiment.name,
-        params=params,
-        device=arguments.device or (saved or {}).get("device") or "auto",
-        data=str(Path(data).resolve()) if data is not None else None,
-        **values,
-    )
-    try:
-        resolve_device(config.device)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-    if arguments.tensorboard and importlib.util.find_spec("tensorboard") is None:
-        raise UsageError("--tensorboard needs the tensorboard package: pip install tensorboard")
-    if saved is not None:
-        differences = config_differences(saved, config.to_json())
-        if differences:
-            raise UsageError(
-                f"--resume: options differ from the checkpoint in {out} "
-                f"({'; '.join(differences)}): drop them, or train into another --out"
-            )
-    elif (out / "config.json").exists() or (out / "checkpoints").exists():
-        if not arguments.overwrite:
-            raise UsageError(
-                f"{out} already holds a run: add --resume to continue it, --overwrite to start "
-                f"over, or choose another --out"
-            )
-        for name in ("checkpoints", "metrics", "plots", "tensorboard"):
-            shutil.rmtree(out / name, ignore_errors=True)
-        for name in ("config.json", "summary.json", "model.safetensors"):
-            (out / name).unlink(missing_ok=True)
-    train(
-        experiment,
-        config,
-        out,
+    params = experiment.parse_assignments(dict(arguments.assignments))
+    options = RunOptions(
+        training={
+            attribute: getattr(arguments, attribute)
+            for _, attribute, _, _ in TRAIN_OPTIONS
+            if getattr(arguments, attribute) is not None
+        },
+        device=arguments.device,
+        data=arguments.data,
         resume=arguments.resume,
+        overwrite=arguments.overwrite,
         quiet=arguments.quiet,
         tensorboard=arguments.tensorboard,
     )
+    run(experiment, params, Path(arguments.out or Path("runs") / experiment.name), options)
     return 0
-
-
-def _train_continual(
-    experiment: Experiment, arguments: argparse.Namespace, out: Path, assignments: dict[str, str]
-) -> int:
-    from dyna.experiments import ConfigError
-    from dyna.train.checkpoint import write_json_atomic
-
-    if arguments.resume:
-        raise UsageError(
-            f"{experiment.name} is one online pass without checkpoints: run it again without "
-            f"--resume (it takes seconds)"
-        )
-    unused = [
-        flag for flag, attribute, _, _ in TRAIN_OPTIONS if getattr(arguments, attribute) is not None
-    ]
-    if arguments.data is not None:
-        unused.append("--data")
-    if unused:
-        raise UsageError(
-            f"{', '.join(unused)} do(es) not apply to {experiment.name} (an online pass with "
-            f"batch 1): use --set seeds=... / --set KEY=VALUE (see `dyna list {experiment.name}`)"
-        )
-    try:
-        params = experiment.resolve_params(assignments)
-    except ConfigError as error:
-        raise UsageError(str(error)) from None
-    if (out / "results.json").exists() and not arguments.overwrite:
-        raise UsageError(f"{out} already holds a run: add --overwrite or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    config = {
-        "experiment": experiment.name,
-        "params": {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()},
-    }
-    write_json_atomic(out / "config.json", config)
-    progress = None if arguments.quiet else (lambda line: print(line, flush=True))
-    from dyna.train.distributed import resolve_device
-
-    try:
-        device = str(resolve_device(arguments.device))
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-    runner = experiment.runner
-    if runner is None:  # Experiment refuses a continual experiment without a runner
-        raise UsageError(f"{experiment.name} has no runner")
-    try:
-        results = runner(params, device=device, progress=progress)
-    except ConfigError as error:
-        raise UsageError(str(error)) from None
-    write_json_atomic(out / "results.json", {"config": config, **results})
-    _plot_continual(results, out / "plots" / "continual_matrix.png")
-    if not arguments.quiet:
-        print(f"{'model':<8} {'ACC %':>14} {'FORG %':>14} {'FWD %':>14}")
-        for row in results["rows"]:
-            cells = [
-                f"{100 * row[m]:6.2f} ± {100 * row[m + '_std']:5.2f}"
-                for m in ("average_accuracy", "average_forgetting", "forward_transfer")
-            ]
-            print(f"{row['model']:<8} " + " ".join(f"{c:>14}" for c in cells))
-        print(f"run folder: {out}")
-    return 0
-
-
-def _plot_continual(results: dict, path: Path) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return
-    rows = results["rows"]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure, axes = plt.subplots(1, len(rows), figsize=(3.2 * len(rows), 3.2), squeeze=False)
-    for ax, row in zip(axes[0], rows, strict=True):
-        matrix = row["runs"][0]["matrix"]
-        ax.imshow(matrix, vmin=0, vmax=1, cmap="viridis")
-        ax.set(
-            title=f"{row['model']}: ACC {100 * row['average_accuracy']:.1f} %",
-            xlabel="distribution",
-            ylabel="after distribution",
-        )
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
 
 
 # ---------------------------------------------------------------------------------------- eval
 
 
 def _eval(arguments: argparse.Namespace) -> int:
-    from dyna.experiments import ConfigError
-    from dyna.train import distributed
-    from dyna.train.checkpoint import CheckpointMismatch, resolve_checkpoint, write_json_atomic
-    from dyna.train.trainer import TrainConfig, build, evaluate, load_training_checkpoint
+    from dyna.train.evaluation import evaluate_checkpoint
 
-    sidecar = resolve_checkpoint(arguments.checkpoint)
-    tensors, metadata = load_training_checkpoint(sidecar)
-    experiment = _experiment(str(metadata.get("experiment")))
-    saved = dict(metadata.get("config") or {})
-    if arguments.data is not None:
-        saved["data"] = str(Path(arguments.data).resolve())
-    try:
-        saved["params"] = experiment.check_params(
-            {k: tuple(v) if isinstance(v, list) else v for k, v in saved["params"].items()}
-        )
-        config = TrainConfig(**saved)
-    except (ConfigError, KeyError, TypeError) as error:
-        raise CheckpointMismatch(
-            f"checkpoint {sidecar} has a configuration this dyna cannot use ({error})"
-        ) from None
-    try:
-        device = distributed.resolve_device(arguments.device)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-    context = distributed.Context(device=device)
-    dataset, model = build(experiment, config)
-    state = {name[6:]: t for name, t in tensors.items() if name.startswith("model.")}
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as error:
-        raise CheckpointMismatch(
-            f"checkpoint {sidecar} does not fit the model of {experiment.name} "
-            f"({str(error).splitlines()[0]})"
-        ) from None
-    model.to(context.device)
-    batch = arguments.batch_size or config.eval_batch_size
-    result: dict[str, Any] = {"checkpoint": str(sidecar), "experiment": experiment.name}
-    result["step"] = metadata.get("position", {}).get("step")
-    for name, split in (("validation", dataset.validation), ("test", dataset.test)):
-        if split is None:
-            continue
-        loss, accuracy = evaluate(model, split, batch, context)
-        result[f"{name}_loss"], result[f"{name}_accuracy"] = loss, accuracy
-        print(f"{name}: loss {loss:.4f}, accuracy {100 * accuracy:.2f} % ({len(split)} samples)")
-    if arguments.noise:
-        from dyna.train.noise import noisy_splits
-
-        result["noise_seed"] = arguments.noise_seed
-        result["noise"] = []
-        noisy = noisy_splits(dataset.test, arguments.noise, arguments.noise_seed)
-        for sigma, split in zip(arguments.noise, noisy, strict=True):
-            loss, accuracy = evaluate(model, split, batch, context)
-            result["noise"].append({"sigma": sigma, "test_loss": loss, "test_accuracy": accuracy})
-            print(f"test, noise σ = {sigma:g}: loss {loss:.4f}, accuracy {100 * accuracy:.2f} %")
-    run_folder = sidecar.parent.parent if sidecar.parent.name == "checkpoints" else sidecar.parent
-    write_json_atomic(run_folder / "eval.json", result)
-    return 0
-
-
-# --------------------------------------------------------------------------------------- bench
-
-# Each script with small sizes for --quick (a few seconds each on two cores).
-BENCHMARKS = {
-    "functional": ["--batch", "64", "--features", "256", "--repeats", "5"],
-    "horn": ["--steps", "64", "--batch", "16", "--hidden", "32", "--repeats", "5", "--warmup", "1"],
-    "cnu": [
-        "--batch",
-        "16",
-        "--in-features",
-        "64",
-        "--out-features",
-        "32",
-        "--grid",
-        "8:1",
-        "--repeats",
-        "5",
-    ],
-    "dynamic_conv": [
-        "--batch",
-        "4",
-        "--channels",
-        "8",
-        "--size",
-        "8",
-        "--context",
-        "8",
-        "--repeats",
-        "5",
-        "--warmup",
-        "1",
-        "--no-extra",
-    ],
-    "compact_spectral": [
-        "--batch",
-        "16",
-        "--repeats",
-        "3",
-        "--warmup",
-        "1",
-        "--factors",
-        "2",
-        "--sketch-dims",
-        "64",
-        "--points",
-        "2",
-    ],
-    "continual": ["--steps", "50", "--num-train", "200", "--repeats", "3"],
-}
-
-
-def benchmarks_folder(explicit: str | None = None) -> Path:
-    """The repository's ``benchmarks/`` (not part of the installed package)."""
-    if explicit is not None:
-        folder = Path(explicit)
-    else:
-        import dyna
-
-        folder = Path(dyna.__file__).resolve().parents[2] / "benchmarks"
-    if not (folder / "_timing.py").is_file():
-        raise UsageError(
-            f"benchmarks folder {folder} not found: run `dyna bench` from an editable install "
-            f"of a clone of the repository, or pass --benchmarks DIR"
-        )
-    return folder
-
-
-def _bench_rows(name: str, rows: list) -> list[tuple[str, str, float, float]]:
-    table = []
-    for row in rows:
-        if hasattr(row, "csm_seconds"):
-            case = f"K={row.factors} D={row.sketch_dim} d={row.mode_dim}"
-            table.append((name, case, row.csm_seconds, row.explicit_seconds))
-        else:
-            case, ours, base = row[:3]
-            table.append((name, str(case), ours, base))
-    return table
-
-
-def _bench(arguments: argparse.Namespace) -> int:
-    import torch
-
-    folder = benchmarks_folder(arguments.benchmarks)
-    names = arguments.only or list(BENCHMARKS)
-    unknown = [name for name in names if name not in BENCHMARKS]
-    if unknown:
-        raise UsageError(
-            f"--only: unknown benchmark(s) {', '.join(unknown)}: choose from "
-            f"{', '.join(BENCHMARKS)}"
-        )
-    sys.path.insert(0, str(folder))
-    table = []
-    threads = torch.get_num_threads()
-    try:
-        for name in names:
-            spec = importlib.util.spec_from_file_location(
-                f"dyna_bench_{name}", folder / f"{name}.py"
-            )
-            if spec is None or spec.loader is None or not (folder / f"{name}.py").is_file():
-                raise UsageError(f"benchmark script {folder / (name + '.py')} is missing")
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-            argv = [] if arguments.full else BENCHMARKS[name]
-            if arguments.threads:
-                torch.set_num_threads(arguments.threads)
-            print(f"running benchmarks/{name}.py {' '.join(argv)}", file=sys.stderr, flush=True)
-            output = io.StringIO()
-            with contextlib.redirect_stdout(sys.stdout if arguments.verbose else output):
-                rows = module.main(list(argv))
-            table.extend(_bench_rows(name, rows))
-            torch.set_num_threads(threads)
-    finally:
-        sys.path.remove(str(folder))
-    width = max([len("case"), *(len(case) for _, case, _, _ in table)])
-    print(f"{'script':<16} {'case':<{width}} {'ours ms':>10} {'base ms':>10} {'ratio':>7}")
-    for name, case, ours, base in table:
-        print(
-            f"{name:<16} {case:<{width}} {ours * 1e3:10.4f} {base * 1e3:10.4f} {ours / base:7.2f}"
-        )
-    from dyna.train.allocator import allocator_setting
-
-    print(
-        f"ratio = ours / baseline (below 1: DyNA is faster); torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, {allocator_setting()}"
+    evaluate_checkpoint(
+        arguments.checkpoint,
+        _experiment,
+        data=arguments.data,
+        device=arguments.device,
+        batch_size=arguments.batch_size,
+        noise=arguments.noise,
+        noise_seed=arguments.noise_seed,
+        report=print,
     )
     return 0
 
@@ -720,8 +337,8 @@ def _bench(arguments: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``dyna`` command; returns the exit code."""
     from dyna.data.split import DataError
-    from dyna.experiments.registry import ConfigError
     from dyna.train.checkpoint import CheckpointError, CheckpointMismatch, DiskFullError
+    from dyna.train.config import ConfigError
     from dyna.train.trainer import TrainingInterrupted
 
     try:
@@ -732,7 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from dyna.train.allocator import retain_freed_memory
 
             retain_freed_memory()
-        handler = {"train": _train, "eval": _eval, "list": _list, "bench": _bench}
+        handler = {"train": _train, "eval": _eval, "list": _list}
         return handler[arguments.command](arguments)
     except (UsageError, ConfigError, DataError, CheckpointMismatch) as error:
         _fail(error)

@@ -6,7 +6,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from dyna.experiments import ConfigError, Experiment, Param, experiments, get_experiment, register
+from dyna.experiments import (
+    ConfigError,
+    Experiment,
+    OnlineExperiment,
+    Param,
+    SupervisedExperiment,
+    experiments,
+    get_experiment,
+    register,
+)
 from dyna.experiments.registry import TrainingDefaults
 
 MNIST_10K = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist-10k"
@@ -55,10 +64,27 @@ def test_registry_lookup_and_registration_errors():
         get_experiment("horn-cifar")
     with pytest.raises(ValueError, match="already registered"):
         register(get_experiment("horn-digits"))
-    with pytest.raises(ValueError, match="supervised needs data and model"):
-        Experiment("broken", "no builders")
-    with pytest.raises(ValueError, match="kind"):
-        Experiment("broken", "bad kind", kind="reinforcement")
+    with pytest.raises(TypeError, match="experiment must be an Experiment"):
+        register("horn-digits")
+
+
+def test_both_kinds_share_one_interface():
+    # No kind string decides the fields: each kind needs its own and refuses the other's.
+    with pytest.raises(TypeError, match="abstract"):
+        Experiment("broken", "neither kind")
+    with pytest.raises(TypeError, match="data"):
+        SupervisedExperiment("broken", "no builders")
+    with pytest.raises(TypeError, match="runner"):
+        OnlineExperiment("broken", "no runner")
+    with pytest.raises(TypeError, match="kind"):
+        SupervisedExperiment("broken", "bad kind", kind="reinforcement")
+    for experiment in experiments():
+        assert isinstance(experiment, (SupervisedExperiment, OnlineExperiment))
+        assert callable(experiment.run) and experiment.summary()
+    supervised, online = get_experiment("horn-digits"), get_experiment("cnu-stream")
+    assert supervised.option_defaults()["epochs"] == supervised.defaults.epochs
+    assert online.option_defaults() == {} and online.summary() == "one online pass"
+    assert (supervised.kind, online.kind) == ("supervised", "continual")
 
 
 def test_the_recipes_defaults():

@@ -1,4 +1,4 @@
-"""Tests for ``dyna.train.noise.noisy_splits``: the inputs of ``dyna eval --noise``."""
+"""Tests for ``dyna.train.eval_noise.noisy_splits``: the inputs of ``dyna eval --noise``."""
 
 import math
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dyna.data.split import Split
-from dyna.train.noise import noisy_splits
+from dyna.train.eval_noise import noisy_splits
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -138,3 +138,13 @@ def test_integer_inputs_and_non_split_are_type_errors():
         noisy_splits(torch.zeros(2, 3), [0.1], seed=0)
     # The largest seed torch's generator takes works.
     assert len(noisy_splits(_split(), [0.1], seed=2**64 - 1)) == 1
+
+
+def test_the_old_module_name_is_a_deprecated_alias():
+    import importlib
+    import sys
+
+    sys.modules.pop("dyna.train.noise", None)
+    with pytest.warns(DeprecationWarning, match=r"dyna\.train\.eval_noise"):
+        old = importlib.import_module("dyna.train.noise")
+    assert old.noisy_splits is noisy_splits

@@ -1,4 +1,4 @@
-"""Online continual learning on the 2-D streams of the CNU work (kind ``"continual"``).
+"""Online continual learning on the 2-D streams of the CNU work (an :class:`OnlineExperiment`).
 
 ``cnu-stream`` runs :func:`dyna.train.continual.run_continual` for every requested model and
 seed on one stream (MODES or MOONS) in one order (IID, CI, CDI, CDID): one online pass, batch
@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from dyna.data.continual_streams import STREAM_NAMES, STREAM_ORDERS
-from dyna.experiments.registry import ConfigError, Experiment, Param, register
+from dyna.experiments.registry import ConfigError, OnlineExperiment, Param, register
 from dyna.train.continual import (
     MODEL_KINDS,
     PAPER_SEEDS,
@@ -93,10 +93,9 @@ def _result(result: ContinualResult) -> dict:
 
 
 register(
-    Experiment(
+    OnlineExperiment(
         name="cnu-stream",
         description="LinearCNU vs linear/MLP, online on the MODES/MOONS 2-D streams",
-        kind="continual",
         params={
             "stream": Param("modes", "the 2-D data set", choices=STREAM_NAMES),
             "order": Param("ci", "order of the distributions in the stream", choices=STREAM_ORDERS),

@@ -22,8 +22,8 @@ from dyna.data.split import Split
 from dyna.experiments.registry import (
     ConfigError,
     Dataset,
-    Experiment,
     Param,
+    SupervisedExperiment,
     TrainingDefaults,
     register,
 )
@@ -116,7 +116,7 @@ def _model_params(channels: tuple[int, int], pool: bool) -> dict[str, Param]:
 
 
 register(
-    Experiment(
+    SupervisedExperiment(
         name="dynconv-digits",
         description="CNN with a dynamic (Möbius) convolution on the sklearn 8x8 digits",
         params={
@@ -132,7 +132,7 @@ register(
 )
 
 register(
-    Experiment(
+    SupervisedExperiment(
         name="dynconv-mnist",
         description="CNN with a dynamic (Möbius) convolution on MNIST images",
         params={

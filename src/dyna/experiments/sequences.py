@@ -45,8 +45,8 @@ from dyna.data.split import Split, holdout
 from dyna.experiments.registry import (
     ConfigError,
     Dataset,
-    Experiment,
     Param,
+    SupervisedExperiment,
     TrainingDefaults,
     register,
 )
@@ -284,7 +284,7 @@ VARIANTS = {
 }
 
 
-def _declare(model: str, data: str, variant: str = "") -> Experiment:
+def _declare(model: str, data: str, variant: str = "") -> SupervisedExperiment:
     if data == "digits":
         params = dict(DIGITS_HORN if model == "horn" else baseline_params(64))
         params.update(digits_data_params())
@@ -305,7 +305,7 @@ def _declare(model: str, data: str, variant: str = "") -> Experiment:
             epochs=30, batch_size=32, lr=0.01, checkpoint_every=0, threads=1, schedule="cosine"
         )
     return register(
-        Experiment(
+        SupervisedExperiment(
             name=f"{model}-{data}" + (f"-{variant}" if variant else ""),
             description=f"{label} on {what}{VARIANTS[variant][2]}",
             params=params,

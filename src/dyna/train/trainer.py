@@ -19,18 +19,17 @@ from __future__ import annotations
 import math
 import signal
 from collections.abc import Mapping
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dyna._validation import check_int, check_real
+from dyna._validation import check_real
 from dyna.data.split import Split
-from dyna.experiments.registry import ConfigError, Dataset, Experiment
 from dyna.train import distributed
 from dyna.train.checkpoint import (
     CheckpointError,
@@ -47,127 +46,27 @@ from dyna.train.checkpoint import (
     unflatten_optimizer,
     write_json_atomic,
 )
+from dyna.train.config import (
+    SCHEDULES,
+    ConfigError,
+    Dataset,
+    TrainConfig,
+    check_config_fields,
+    check_dict,
+    check_instance,
+    check_integer,
+    config_differences,
+)
 from dyna.train.display import TrainingDisplay
 from dyna.train.metrics import EPOCH_COLUMNS, STEP_COLUMNS, CSVLog
 from dyna.train.sampler import GlobalBatchSampler
 
-# Configuration keys that may differ between a run and its resumption (where it runs, where
-# the data are read from); every other key must match the checkpoint.
-RESUME_FREE_KEYS = ("device", "data")
+if TYPE_CHECKING:
+    from dyna.train.experiment import SupervisedExperiment as Experiment
 
 
 class TrainingInterrupted(Exception):
     """SIGINT: the run stopped after writing a checkpoint; ``--resume`` continues it."""
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """The resolved configuration of a supervised run (saved as ``config.json``)."""
-
-    experiment: str
-    epochs: int
-    batch_size: int
-    lr: float
-    weight_decay: float
-    seed: int
-    eval_batch_size: int
-    checkpoint_every: int
-    log_every: int
-    threads: int = 0
-    schedule: str = "constant"
-    params: dict[str, Any] = field(default_factory=dict)
-    device: str = "auto"
-    data: str | None = None
-
-    def __post_init__(self) -> None:
-        check_config_fields(asdict(self))
-
-    def to_json(self) -> dict[str, Any]:
-        value = asdict(self)
-        value["params"] = {
-            key: list(item) if isinstance(item, tuple) else item
-            for key, item in self.params.items()
-        }
-        return value
-
-
-SCHEDULES = ("constant", "cosine")
-# torch.manual_seed takes any seed that fits 64 bits unsigned.
-SEED_LIMIT = 2**64
-
-
-def _check_integer(name: str, value: object, minimum: int, limit: int | None = None) -> None:
-    number = check_int(name, value, minimum=minimum)
-    if limit is not None and number >= limit:
-        raise ValueError(f"{name} must be below {limit}, got {number}")
-
-
-def _check_type(name: str, value: object, kind: type | tuple[type, ...], words: str) -> None:
-    if not isinstance(value, kind):
-        raise TypeError(f"{name} must be {words}, got {type(value).__name__}")
-
-
-def _dict(name: str, value: object) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise TypeError(f"{name} must be a dict, got {type(value).__name__}")
-    return value
-
-
-def check_config_fields(values: Mapping[str, Any], prefix: str = "") -> None:
-    """Raise ``TypeError``/``ValueError`` naming ``prefix + field`` if a value cannot train.
-
-    One rule for every way a :class:`TrainConfig` is made: the command line, the Python API and
-    a checkpoint's sidecar (where ``prefix`` is ``"config."``).
-    """
-    names = {item.name for item in fields(TrainConfig)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise ValueError(f"{prefix.rstrip('.') or 'config'} has unknown fields {unknown}")
-    missing = sorted(
-        item.name
-        for item in fields(TrainConfig)
-        if item.name not in values and item.default is MISSING and item.default_factory is MISSING
-    )
-    if missing:
-        raise ValueError(f"{prefix.rstrip('.') or 'config'} lacks the fields {missing}")
-    _check_type(f"{prefix}experiment", values["experiment"], str, "a str")
-    for name, minimum in (
-        ("epochs", 1),
-        ("batch_size", 1),
-        ("eval_batch_size", 1),
-        ("checkpoint_every", 0),
-        ("log_every", 1),
-        ("threads", 0),
-    ):
-        if name in values:
-            _check_integer(f"{prefix}{name}", values[name], minimum)
-    _check_integer(f"{prefix}seed", values["seed"], 0, SEED_LIMIT)
-    check_real(f"{prefix}lr", values["lr"], minimum=0.0, strictly_greater=True)
-    check_real(f"{prefix}weight_decay", values["weight_decay"], minimum=0.0)
-    schedule = values.get("schedule", "constant")
-    if schedule not in SCHEDULES:
-        raise ValueError(
-            f"{prefix}schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}"
-        )
-    _check_type(f"{prefix}params", values.get("params", {}), dict, "a dict")
-    _check_type(f"{prefix}device", values.get("device", "auto"), str, "a str")
-    _check_type(f"{prefix}data", values.get("data"), (str, type(None)), "a str or null")
-
-
-def config_differences(saved: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
-    """``key: saved -> wanted`` for every key that must match on resume but does not."""
-    differences = []
-    for key in sorted(set(saved) | set(wanted)):
-        if key in RESUME_FREE_KEYS:
-            continue
-        if key == "params":
-            old, new = saved.get(key) or {}, wanted.get(key) or {}
-            for name in sorted(set(old) | set(new)):
-                if old.get(name) != new.get(name):
-                    differences.append(f"--set {name}: {old.get(name)!r} -> {new.get(name)!r}")
-        elif saved.get(key) != wanted.get(key):
-            differences.append(f"{key}: {saved.get(key)!r} -> {wanted.get(key)!r}")
-    return differences
 
 
 @dataclass
@@ -192,12 +91,12 @@ def position_from_json(value: object, epochs: int) -> Position:
     Raises:
         TypeError, ValueError: naming the field (``position.step``, ...) and the value.
     """
-    value = _dict("position", value)
+    value = check_dict("position", value)
     names = [item.name for item in fields(Position)]
     if sorted(value) != sorted(names):
         raise ValueError(f"position must hold exactly {names}, got {sorted(value)}")
     for name in ("epoch", "batch", "step", "samples"):
-        _check_integer(f"position.{name}", value[name], 0)
+        check_integer(f"position.{name}", value[name], 0)
     for name in ("correct", "count"):
         check_real(f"position.{name}", value[name], minimum=0.0)
     # A diverged run may carry an infinite or NaN loss sum; it still resumes.
@@ -212,7 +111,7 @@ def position_from_json(value: object, epochs: int) -> Position:
             if number > 1.0:
                 raise ValueError(f"position.{name} must be an accuracy in [0, 1], got {number}")
     if value["best_epoch"] is not None:
-        _check_integer("position.best_epoch", value["best_epoch"], 1, value["epoch"] + 1)
+        check_integer("position.best_epoch", value["best_epoch"], 1, value["epoch"] + 1)
     return Position(**value)
 
 
@@ -227,8 +126,8 @@ def check_sidecar(path: Path, metadata: Mapping[str, Any]) -> None:
         CheckpointError: one line naming the sidecar and the field.
     """
     try:
-        _check_type("experiment", metadata.get("experiment"), str, "a str")
-        config = _dict("config", metadata.get("config"))
+        check_instance("experiment", metadata.get("experiment"), str, "a str")
+        config = check_dict("config", metadata.get("config"))
         check_config_fields(config, prefix="config.")
         if config["experiment"] != metadata["experiment"]:
             raise ValueError(
@@ -236,18 +135,18 @@ def check_sidecar(path: Path, metadata: Mapping[str, Any]) -> None:
                 f"{metadata['experiment']!r}"
             )
         position_from_json(metadata.get("position"), config["epochs"])
-        optimizer = _dict("optimizer", metadata.get("optimizer"))
-        _check_type("optimizer.param_groups", optimizer.get("param_groups"), list, "a list")
+        optimizer = check_dict("optimizer", metadata.get("optimizer"))
+        check_instance("optimizer.param_groups", optimizer.get("param_groups"), list, "a list")
         for index, group in enumerate(optimizer["param_groups"]):
-            _dict(f"optimizer.param_groups[{index}]", group)
-        for key, entry in _dict("optimizer.state", optimizer.get("state")).items():
+            check_dict(f"optimizer.param_groups[{index}]", group)
+        for key, entry in check_dict("optimizer.state", optimizer.get("state")).items():
             if not key.isdigit():
                 raise ValueError(f"optimizer.state keys must be parameter indices, got {key!r}")
-            _dict(f"optimizer.state.{key}", entry)
-        sizes = _dict("metrics_bytes", metadata.get("metrics_bytes"))
+            check_dict(f"optimizer.state.{key}", entry)
+        sizes = check_dict("metrics_bytes", metadata.get("metrics_bytes"))
         for name in ("steps", "epochs"):
-            _check_integer(f"metrics_bytes.{name}", sizes.get(name), 0)
-        _check_type("complete", metadata.get("complete"), bool, "a bool")
+            check_integer(f"metrics_bytes.{name}", sizes.get(name), 0)
+        check_instance("complete", metadata.get("complete"), bool, "a bool")
     except (TypeError, ValueError) as error:
         raise CheckpointError(
             f"checkpoint {path} holds an invalid sidecar ({error}): restore the checkpoint or "
