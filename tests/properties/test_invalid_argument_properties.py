@@ -35,6 +35,8 @@ from dyna.functional import cnu
 
 COVERED = {
     "CNUAttention",
+    "RunOptions",
+    "run",
     "CNUs",
     "CompactSpectralMultiplier",
     "Conv2dCNU",
@@ -989,6 +991,55 @@ CASES += cases_for(
         "in_channels": BAD["positive_int"],
         "n_output": BAD["positive_int"],
         "channels": _bad_channel_pairs,
+    },
+)
+
+
+# ---------------------------------------------------------------------------------- engine
+
+
+def _online_run(**kwargs):
+    experiment = kwargs.pop("experiment")
+    with tempfile.TemporaryDirectory() as folder:
+        out = kwargs.pop("out", folder)
+        return dyna.train.run(experiment, out=out, **kwargs)
+
+
+def _valid_online_run():
+    from dyna.experiments import get_experiment
+
+    return {
+        "experiment": get_experiment("cnu-stream"),
+        "params": {"models": ("linear",), "num_train": 100},
+        "options": dyna.train.RunOptions(quiet=True),
+    }
+
+
+CASES += cases_for(
+    "run",
+    _online_run,
+    _valid_online_run,
+    {
+        "experiment": st.one_of(junk, one_of_values("cnu-stream")),
+        "params": st.one_of(junk.filter(lambda v: v is not None and v != {}), st.just([("a", 1)])),
+        "out": st.one_of(junk.filter(lambda v: v != "x"), one_of_values(3, 1.5)),
+        "options": junk.filter(lambda v: v is not None),
+    },
+)
+CASES += cases_for(
+    "RunOptions",
+    dyna.train.RunOptions,
+    lambda: {"training": {"epochs": 2}, "device": "cpu", "data": None, "quiet": True},
+    {
+        "training": st.one_of(
+            junk.filter(lambda v: v != {}), one_of_values({"epoch": 3}, {3: 1}, [("epochs", 2)])
+        ),
+        "device": st.one_of(junk.filter(lambda v: v not in (None, "x")), st.integers()),
+        "data": st.one_of(junk.filter(lambda v: v not in (None, "x")), st.integers()),
+        "resume": BAD["bool"],
+        "overwrite": BAD["bool"],
+        "quiet": BAD["bool"],
+        "tensorboard": BAD["bool"],
     },
 )
 

@@ -101,7 +101,7 @@ register(
             "order": Param("ci", "order of the distributions in the stream", choices=STREAM_ORDERS),
             "models": Param(tuple(MODEL_KINDS), "learners to compare", choices=MODEL_KINDS),
             "seeds": Param((PAPER_SEEDS[0],), "seeds of the stream and the models", minimum=0),
-            "num_train": Param(1000, "training samples of the stream", minimum=10),
+            "num_train": Param(1000, "training samples of the stream", minimum=100),
             "search": Param(False, "select the baselines' settings on validation (slow)"),
         },
         runner=run_stream,

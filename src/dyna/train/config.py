@@ -14,11 +14,12 @@ the experiments themselves; :mod:`dyna.experiments` names them):
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, SupportsFloat, cast
 
-from dyna._validation import check_int, check_real
+from dyna._validation import check_bool, check_int, check_real
 from dyna.data.split import Split
 
 
@@ -313,15 +314,25 @@ class RunOptions:
 
     training: Mapping[str, Any] = field(default_factory=dict)
     device: str | None = None
-    data: str | None = None
+    data: str | os.PathLike[str] | None = None
     resume: bool = False
     overwrite: bool = False
     quiet: bool = False
     tensorboard: bool = False
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.training) - set(TRAINING_OPTIONS))
+        if not isinstance(self.training, Mapping):
+            raise TypeError(f"training must be a mapping, got {type(self.training).__name__}")
+        unknown = sorted(str(name) for name in set(self.training) - set(TRAINING_OPTIONS))
         if unknown:
             raise ValueError(
                 f"training must hold only {', '.join(TRAINING_OPTIONS)}, got {', '.join(unknown)}"
             )
+        for name in ("device", "data"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, (str, os.PathLike)):
+                raise TypeError(f"{name} must be a str or None, got {type(value).__name__}")
+            if value == "":
+                raise ValueError(f"{name} must not be empty (None: the default)")
+        for name in ("resume", "overwrite", "quiet", "tensorboard"):
+            check_bool(name, getattr(self, name))

@@ -7,6 +7,7 @@ resolves its configuration, prepares the folder and runs its loop
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from dyna.train.experiment import Experiment
 def run(
     experiment: Experiment,
     params: Mapping[str, Any] | None,
-    out: str | Path,
+    out: str | os.PathLike[str],
     options: RunOptions | None = None,
 ) -> dict[str, Any]:
     """Run ``experiment`` into the run folder ``out``; returns the run's summary.
@@ -39,6 +40,10 @@ def run(
     """
     if not isinstance(experiment, Experiment):
         raise TypeError(f"experiment must be an Experiment, got {type(experiment).__name__}")
+    if not isinstance(out, (str, os.PathLike)):
+        raise TypeError(f"out must be a path (str or os.PathLike), got {type(out).__name__}")
+    if str(out) == "":
+        raise ValueError("out must name the run folder, got an empty path")
     if params is not None and not isinstance(params, Mapping):
         raise TypeError(f"params must be a mapping or None, got {type(params).__name__}")
     if options is None:
