@@ -7,9 +7,9 @@ recurrent networks. Importing ``dyna`` only defines functions and classes.
 
 __version__ = "0.1.0"
 
-import warnings
 from typing import Any
 
+from dyna._deprecation import moved_attribute
 from dyna.functional import (
     backward_gradient_normalization,
     cnu_blend_weights,
@@ -79,18 +79,8 @@ __all__ = [
 
 # The CNU key projections were exported here before; they live in dyna.functional.cnu only (the
 # names are generic, the functions are not). The old names keep working for one release.
-_MOVED_TO_CNU = ("psi", "resize1d", "resize2d")
+_MOVED = {name: "dyna.functional.cnu" for name in ("psi", "resize1d", "resize2d")}
 
 
 def __getattr__(name: str) -> Any:
-    if name in _MOVED_TO_CNU:
-        warnings.warn(
-            f"{__name__}.{name} is deprecated and will be removed in the next release; "
-            f"import it from dyna.functional.cnu",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        from dyna.functional import cnu
-
-        return getattr(cnu, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return moved_attribute(__name__, name, _MOVED)

@@ -1,9 +1,8 @@
 """Stateless differentiable functions: signed logarithms, gradient normalisation, noise, errors."""
 
-import warnings
 from typing import Any
 
-from dyna.functional import cnu
+from dyna._deprecation import moved_attribute
 from dyna.functional.cnu import cnu_blend_weights, cnu_linear, cnu_linear_ref
 from dyna.functional.compact_spectral import (
     compact_spectral_features,
@@ -38,16 +37,8 @@ __all__ = [
 
 # The CNU key projections were exported here before; they live in dyna.functional.cnu only (the
 # names are generic, the functions are not). The old names keep working for one release.
-_MOVED_TO_CNU = ("psi", "resize1d", "resize2d")
+_MOVED = {name: "dyna.functional.cnu" for name in ("psi", "resize1d", "resize2d")}
 
 
 def __getattr__(name: str) -> Any:
-    if name in _MOVED_TO_CNU:
-        warnings.warn(
-            f"{__name__}.{name} is deprecated and will be removed in the next release; "
-            f"import it from dyna.functional.cnu",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return getattr(cnu, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return moved_attribute(__name__, name, _MOVED)

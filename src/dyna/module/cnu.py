@@ -47,7 +47,45 @@ def _cnu_repr(cnu: CNUs) -> str:
     return CNUs.extra_repr(cnu)
 
 
-class LinearCNU(CNUs):
+class _CNULayer(CNUs):
+    """The bank behind a CNU layer, sized from the layer's shape.
+
+    With ``shared_keys`` one unit (q = 1) holds whole weight matrices, (out, per_row) flattened;
+    otherwise every output neuron or channel is its own unit (q = out) holding one row. A row is
+    the input features plus the bias column when there is one. The layer has set
+    ``shared_keys`` and ``key_mem_units`` before calling this.
+    """
+
+    shared_keys: bool
+    key_mem_units: int
+
+    def __init__(
+        self,
+        out: int,
+        per_row: int,
+        d: int,
+        psi_fn: str,
+        *,
+        device: torch.device | str | None,
+        dtype: torch.dtype | None,
+        backend: str | None,
+        **cnu_kwargs: Any,
+    ) -> None:
+        q, u = (1, out * per_row) if self.shared_keys else (out, per_row)
+        super().__init__(
+            q=q,
+            d=d,
+            m=self.key_mem_units,
+            u=u,
+            psi_fn=psi_fn,
+            device=device,
+            dtype=dtype,
+            backend=backend,
+            **cnu_kwargs,
+        )
+
+
+class LinearCNU(_CNULayer):
     """Fully connected layer whose weight matrix and bias are blended from CNU memories.
 
     Args:
@@ -114,16 +152,11 @@ class LinearCNU(CNUs):
                 "'resize1d'"
             )
         per_row = in_features + (1 if bias else 0)
-        if shared_keys:
-            q, u = 1, out_features * per_row
-        else:
-            q, u = out_features, per_row
         super().__init__(
-            q=q,
-            d=d,
-            m=key_mem_units,
-            u=u,
-            psi_fn=psi_fn,
+            out_features,
+            per_row,
+            d,
+            psi_fn,
             device=device,
             dtype=dtype,
             backend=backend,
@@ -177,7 +210,7 @@ class LinearCNU(CNUs):
         )
 
 
-class Conv2dCNU(CNUs):
+class Conv2dCNU(_CNULayer):
     """2-D convolution whose filters and biases are blended per sample from CNU memories.
 
     ψ sees the whole input map, so each sample matches the keys once and gets one filter bank,
@@ -300,16 +333,11 @@ class Conv2dCNU(CNUs):
             d = check_positive_int("key_size", key_size)
         self.in_features = self.kernel_size[0] * self.kernel_size[1] * in_channels // groups
         per_row = self.in_features + (1 if bias else 0)
-        if shared_keys:
-            q, u = 1, out_channels * per_row
-        else:
-            q, u = out_channels, per_row
         super().__init__(
-            q=q,
-            d=d,
-            m=key_mem_units,
-            u=u,
-            psi_fn=psi_fn,
+            out_channels,
+            per_row,
+            d,
+            psi_fn,
             device=device,
             dtype=dtype,
             backend=backend,
