@@ -80,3 +80,20 @@ def test_kernel_bfloat16_close_to_float32(device):
     for got, want in zip(grads, expected_grads, strict=True):
         assert got.dtype == torch.bfloat16
         torch.testing.assert_close(got.float(), want, rtol=3e-2, atol=1e-1)
+
+
+def test_dispatch_by_backend():
+    from dyna.functional.tensor_composer_mobius import mobius_projection
+
+    inputs = _inputs(2, 2, 4, 5, "cpu")
+    expected = mobius_projection_ref(*inputs)
+    for backend in ("torch", "triton"):
+        got = mobius_projection(*inputs, backend=backend)
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    # float64 runs the torch path even when the kernel is asked for.
+    double = [tensor.detach().double() for tensor in inputs]
+    torch.testing.assert_close(
+        mobius_projection(*double, backend="triton"), mobius_projection_ref(*double)
+    )
+    with pytest.raises(ValueError, match="backend"):
+        mobius_projection(*inputs, backend="gpu")

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from dyna.functional._backend import check_backend, logger, use_triton
 from dyna.functional.gradient_normalization import (
     backward_gradient_normalization,
     backward_gradient_normalization_multiplicity,
@@ -70,7 +71,12 @@ def mobius_latent_expansion_ref(
 
 
 def mobius_projection(
-    u: torch.Tensor, v: torch.Tensor, plane_re: torch.Tensor, plane_im: torch.Tensor
+    u: torch.Tensor,
+    v: torch.Tensor,
+    plane_re: torch.Tensor,
+    plane_im: torch.Tensor,
+    *,
+    backend: str | None = None,
 ) -> torch.Tensor:
     """``out[b, h, w] = sum_c Re(u[b, c, h] v[b, c, w] conj(p[c, h, w]))``.
 
@@ -78,12 +84,33 @@ def mobius_projection(
         u: (B, C, H, 2) complex as (re, im) on the last axis.
         v: (B, C, W, 2).
         plane_re, plane_im: (C, H, W) the unit projection planes p.
+        backend: ``None`` (the Triton kernels of
+            :mod:`dyna.functional.tensor_composer_mobius_triton` for CUDA tensors), ``"torch"``
+            or ``"triton"``; see :mod:`dyna.functional._backend`. The kernels take inputs of
+            one dtype with W <= 1024; other cases run the torch path (logged at debug level).
 
     Returns:
         (B, H, W). Expanding the product, ``out = sum_c sum_{j in 4 terms} U_j[b,c,h]
         V_j[b,c,w] K_j[c,h,w]``; the sum over c runs one subspace at a time so that no
         (B, C, H, W) product is stored for the backward pass.
     """
+    backend = check_backend(backend)
+    if use_triton("mobius_projection", backend, u):
+        same_dtype = v.dtype == plane_re.dtype == plane_im.dtype == u.dtype
+        if same_dtype and v.shape[2] <= 1024:
+            from dyna.functional import tensor_composer_mobius_triton as kernels
+
+            return kernels.mobius_projection(
+                u.contiguous(), v.contiguous(), plane_re.contiguous(), plane_im.contiguous()
+            )
+        logger.debug(
+            "mobius_projection: the torch path takes dtypes %s/%s/%s/%s or width %d (> 1024)",
+            u.dtype,
+            v.dtype,
+            plane_re.dtype,
+            plane_im.dtype,
+            v.shape[2],
+        )
     return _MobiusProjection.apply(u, v, plane_re, plane_im)
 
 
