@@ -821,3 +821,23 @@ def test_network_errors():
         HORNSeqNetwork(1, [3, 2], 2, paper=True, recurrent_scale=0.3)
     with pytest.raises(ValueError, match="input"):
         HORNSeqNetwork(1, 3, 2)(torch.zeros(4, 2, 2))
+
+
+@pytest.mark.parametrize("name", ["alpha", "omega", "gamma"])
+def test_negative_dynamics_are_refused_by_the_layers_and_the_command_line_alike(name):
+    from dyna.experiments import get_experiment
+    from dyna.experiments.registry import ConfigError
+    from dyna.module.horn import DYNAMICS_MINIMUM
+
+    with pytest.raises(ValueError, match=rf"{name} must be >= 0\.0, got -1\.0"):
+        HORNSeqLayer(1, 3, **{name: -1.0})
+    with pytest.raises(ValueError, match=rf"{name} must be >= 0\.0 everywhere, got minimum -0\.5"):
+        HORNStep(3, **{name: torch.tensor([0.1, -0.5, 0.2])})
+    with pytest.raises(ValueError, match=rf"{name} must be >= 0\.0"):
+        HORNSeqNetwork(1, 3, 2, **{name: nn.Parameter(torch.tensor(-1.0))})
+    HORNSeqLayer(1, 3, **{name: 0.0})  # the bound itself is allowed
+    for experiment in ("horn-digits", "horn-smnist"):
+        assert get_experiment(experiment).params[name].minimum == DYNAMICS_MINIMUM[name]
+        with pytest.raises(ConfigError, match=rf"{name}=-1.0 is out of range: expected float >= 0"):
+            get_experiment(experiment).resolve_params({name: "-1"})
+    HORNStep(3, v=-1.0)  # the amplitude feedback has either sign

@@ -53,6 +53,7 @@ from dyna.experiments.registry import (
 from dyna.functional import delay_steps
 from dyna.models import RecurrentClassifier
 from dyna.module import HORNSeqNetwork
+from dyna.module.horn import DYNAMICS_MINIMUM
 
 MODELS = ("horn", "lstm", "gru", "rnn")
 DATA = ("digits", "smnist", "psmnist")
@@ -209,9 +210,12 @@ def horn_params(
 ) -> dict[str, Param]:
     return {
         "n_hidden": Param(n_hidden, "oscillators n", minimum=1, maximum=65536),
-        "alpha": Param(alpha, "input gain α", minimum=0.0),
-        "omega": Param(omega, "natural angular frequency ω (rad per step)", minimum=0.0),
-        "gamma": Param(gamma, "damping γ", minimum=0.0),
+        # The layer's own bounds, so --set and HORNSeqLayer accept the same values.
+        "alpha": Param(alpha, "input gain α", minimum=DYNAMICS_MINIMUM["alpha"]),
+        "omega": Param(
+            omega, "natural angular frequency ω (rad per step)", minimum=DYNAMICS_MINIMUM["omega"]
+        ),
+        "gamma": Param(gamma, "damping γ", minimum=DYNAMICS_MINIMUM["gamma"]),
         "dt": Param(1.0, "integration step h", minimum=1e-6),
         "paper": Param(True, "original HORN: recurrent scale 1/sqrt(n), nn.Linear initialisation"),
         "readout": Param(

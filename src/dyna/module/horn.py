@@ -37,6 +37,11 @@ from dyna.functional._backend import check_backend
 from dyna.functional.horn import horn_scan, horn_step
 
 DYNAMICS = ("alpha", "omega", "gamma", "v")
+# The smallest value of each bounded constant: an excitability, a natural frequency and a
+# damping are not negative (a negative γ pumps energy in and the oscillators blow up). One rule
+# for the layers and the command line, whose --set keys take their minimum from here. v, the
+# amplitude feedback, has either sign.
+DYNAMICS_MINIMUM = {"alpha": 0.0, "omega": 0.0, "gamma": 0.0}
 DEFAULT_OMEGA = 2.0 * math.pi / 28.0  # one cycle per 28-pixel image row
 
 
@@ -94,12 +99,18 @@ def _dynamics_value(
             raise ValueError(
                 f"{name} must have shape (), (1,) or ({n_units},), got {tuple(value.shape)}"
             )
-        if value.device.type != "meta" and not bool(torch.isfinite(value.detach()).all()):
-            raise ValueError(f"{name} must be finite")
+        if value.device.type != "meta":
+            if not bool(torch.isfinite(value.detach()).all()):
+                raise ValueError(f"{name} must be finite")
+            if name in DYNAMICS_MINIMUM and bool((value.detach() < DYNAMICS_MINIMUM[name]).any()):
+                raise ValueError(
+                    f"{name} must be >= {DYNAMICS_MINIMUM[name]} everywhere, got minimum "
+                    f"{float(value.detach().min())}"
+                )
         if isinstance(value, nn.Parameter):
             return value
         return value.detach().to(device=device, dtype=dtype, copy=True)
-    number = check_real(name, value)
+    number = check_real(name, value, minimum=DYNAMICS_MINIMUM.get(name))
     return torch.tensor(number, dtype=dtype).to(device)
 
 
@@ -110,10 +121,10 @@ class HORNStep(nn.Module):
 
     Args:
         n_units: number of oscillators n.
-        alpha: excitability (default 0.04): a float or a tensor of shape (), (1,) or (n,).
-        omega: natural frequency (default 2*pi/28); the step uses omega**2.
-        gamma: damping (default 0.01); the step uses 2*gamma.
-        v: amplitude feedback inside the tanh (default 0.0).
+        alpha: excitability >= 0 (default 0.04): a float or a tensor of shape (), (1,) or (n,).
+        omega: natural frequency >= 0 (default 2*pi/28); the step uses omega**2.
+        gamma: damping >= 0 (default 0.01); the step uses 2*gamma.
+        v: amplitude feedback inside the tanh, of either sign (default 0.0).
         dt: integration step h, a positive finite float (default 1.0).
         learnable: names from {"alpha", "omega", "gamma", "v"} to make ``nn.Parameter`` s; the
             others are persistent buffers. A value that is already an ``nn.Parameter`` is
