@@ -841,3 +841,31 @@ def test_negative_dynamics_are_refused_by_the_layers_and_the_command_line_alike(
         with pytest.raises(ConfigError, match=rf"{name}=-1.0 is out of range: expected float >= 0"):
             get_experiment(experiment).resolve_params({name: "-1"})
     HORNStep(3, v=-1.0)  # the amplitude feedback has either sign
+
+
+def test_a_delay_whose_history_would_not_fit_is_refused_naming_the_memory():
+    from dyna.module.horn import MAX_HISTORY_BYTES
+
+    delay = torch.zeros(8, 8, dtype=torch.int64)
+    delay[0, 1] = 10**12
+    with pytest.raises(ValueError, match=r"delay must be at most .* 29\.1 TiB per sequence"):
+        HORNSeqLayer(1, 8, delay=delay)
+    with pytest.raises(ValueError, match="delay must be at most"):
+        HORNSeqNetwork(1, 8, 2, delay=delay)
+    largest = MAX_HISTORY_BYTES // (8 * 4) - 1  # float32: the history's dtype
+    delay[0, 1] = largest
+    HORNSeqLayer(1, 8, delay=delay, device="meta")  # the bound itself is allowed
+    delay[0, 1] = largest + 1
+    with pytest.raises(ValueError, match=rf"at most {largest} steps at n_hidden = 8"):
+        HORNSeqLayer(1, 8, delay=delay)
+    # float64 halves the steps; bfloat16 keeps its history in float32.
+    with pytest.raises(ValueError, match=rf"at most {largest // 2} steps"):
+        HORNSeqLayer(1, 8, delay=delay // 2 + 1, dtype=torch.float64)
+    delay[0, 1] = largest
+    HORNSeqLayer(1, 8, delay=delay, dtype=torch.bfloat16, device="meta")
+    # A state dict cannot smuggle one in either.
+    layer = HORNSeqLayer(1, 8, delay=torch.ones(8, 8, dtype=torch.int64))
+    state = layer.state_dict()
+    state["delay"] = torch.full((8, 8), 10**12, dtype=torch.int64)
+    with pytest.raises(ValueError, match="delay must be at most"):
+        layer.load_state_dict(state)

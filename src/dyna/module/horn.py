@@ -237,6 +237,35 @@ class HORNStep(nn.Module):
         return ", ".join(parts)
 
 
+# The delayed coupling keeps max(delay) + 1 velocities per sequence (the history of the state,
+# and the scan's working buffer); a delay whose history would take more than this per sequence
+# is refused at construction instead of failing at the first forward with an allocation of
+# terabytes. 1 GiB is max(delay) = 8 million steps at n = 32 in float32.
+MAX_HISTORY_BYTES = 2**30
+
+
+def _format_bytes(count: int) -> str:
+    """``count`` bytes in binary units, e.g. ``29.1 TiB``."""
+    value, unit = float(count), "bytes"
+    for larger in ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024, larger
+    return f"{value:.0f} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+
+
+def _check_history_size(max_delay: int, n_hidden: int, dtype: torch.dtype | None) -> None:
+    """Refuse a largest delay whose velocity history would exceed MAX_HISTORY_BYTES."""
+    itemsize = _compute_dtype(_storage_dtype(dtype)).itemsize
+    needed = (max_delay + 1) * n_hidden * itemsize
+    if needed > MAX_HISTORY_BYTES:
+        raise ValueError(
+            f"delay must be at most {MAX_HISTORY_BYTES // (n_hidden * itemsize) - 1} steps at "
+            f"n_hidden = {n_hidden}: the largest, {max_delay} steps, needs a velocity history "
+            f"of (max(delay) + 1) x n_hidden = {_format_bytes(needed)} per sequence in the batch"
+        )
+
+
 def _parse_delay(delay: object, n_hidden: int) -> torch.Tensor | None:
     if delay is None:
         return None
@@ -294,7 +323,9 @@ class HORNSeqLayer(nn.Module):
         dt: integration step h (default 1.0).
         delay: None (default) or an integer (n, n) tensor / nested list of lags in steps;
             ``delay[i, j]`` is the lag from source j to target i. Use :func:`delay_steps` to
-            convert times. With delays ``h2h`` has no bias.
+            convert times. With delays ``h2h`` has no bias. The layer keeps max(delay) + 1
+            velocities per sequence: a delay whose history would exceed ``MAX_HISTORY_BYTES``
+            (1 GiB) per sequence is refused.
         bias: biases in ``i2h`` and, without delays, ``h2h`` (default True).
         recurrent_scale: multiplies the whole recurrent term (default 1.0, brainmass;
             1/sqrt(n) is the original HORN).
@@ -356,6 +387,8 @@ class HORNSeqLayer(nn.Module):
         check_floating_dtype("dtype", dtype)
         learnable = tuple(_check_learnable(learnable))
         delay_steps = _parse_delay(delay, self.n_hidden)
+        if delay_steps is not None:
+            _check_history_size(int(delay_steps.max()), self.n_hidden, dtype)
         if self.paper:
             if scale != 1.0:
                 raise ValueError(
@@ -394,6 +427,7 @@ class HORNSeqLayer(nn.Module):
         if delay is not None and delay.device.type != "meta":
             if bool((delay < 0).any()):
                 raise ValueError("delay loaded from the state dict must be >= 0 steps")
+            _check_history_size(int(delay.max()), module.n_hidden, module.i2h.weight.dtype)
             module.max_delay = int(delay.max())
 
     def reset_parameters(self) -> None:
