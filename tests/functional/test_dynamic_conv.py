@@ -90,3 +90,20 @@ def test_pad_with_value_promotes_like_the_reference():
     out = pad_with_value(x, (1, 0, 0, 0), value)
     assert out.dtype == torch.float32
     assert out[0, 0, :, 0].tolist() == [0.5, 0.5] and out[0, 0, :, 1:].eq(1).all()
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+def test_per_sample_conv2d_of_an_empty_batch_has_the_static_convolution_shape(transpose):
+    # Three output channels from two input channels, kernel 3x2.
+    kernels = (2, 3, 3, 2) if transpose else (3, 2, 3, 2)
+    geometry = {"stride": (2, 1), "dilation": (1, 2)}
+    extra = {"output_padding": (1, 0)} if transpose else {}
+    x = torch.randn(0, 2, 7, 6, requires_grad=True)
+    weight = torch.randn(0, *kernels, requires_grad=True)
+    bias = torch.randn(3, requires_grad=True)
+    out = per_sample_conv2d(x, weight, bias, transpose=transpose, **geometry, **extra)
+    convolve = torch.nn.functional.conv_transpose2d if transpose else torch.nn.functional.conv2d
+    static = convolve(torch.zeros(1, 2, 7, 6), torch.zeros(kernels), **geometry, **extra)
+    assert out.shape == (0, *static.shape[1:])
+    out.sum().backward()
+    assert torch.equal(bias.grad, torch.zeros_like(bias)) and x.grad.shape == x.shape

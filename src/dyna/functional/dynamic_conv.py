@@ -49,6 +49,41 @@ def pad_with_value_ref(
     return zeros + (ones - zeros) * value
 
 
+def _empty_output(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: Sequence[int],
+    dilation: Sequence[int],
+    transpose: bool,
+    output_padding: Sequence[int],
+) -> torch.Tensor:
+    """The (0, C_out, H', W') result of an empty batch, joined to the graph of its inputs.
+
+    A grouped convolution with ``groups=0`` is an error, so the size comes from the formulas
+    of ``conv2d`` / ``conv_transpose2d``; adding the (zero) sums of the inputs makes backward
+    run and give zero gradients, as it would for a batch of samples that all vanished.
+    """
+    kernel = weight.shape[-2:]
+    if transpose:
+        out_channels = weight.shape[2]
+        size = [
+            (x.shape[2 + axis] - 1) * stride[axis]
+            + dilation[axis] * (kernel[axis] - 1)
+            + output_padding[axis]
+            + 1
+            for axis in (0, 1)
+        ]
+    else:
+        out_channels = weight.shape[1]
+        size = [
+            (x.shape[2 + axis] - dilation[axis] * (kernel[axis] - 1) - 1) // stride[axis] + 1
+            for axis in (0, 1)
+        ]
+    anchor = x.sum() + weight.sum() + (0.0 if bias is None else bias.sum() * 0.0)
+    return x.new_zeros((0, out_channels, *size)) + anchor
+
+
 def per_sample_conv2d(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -73,6 +108,8 @@ def per_sample_conv2d(
         (B, C_out, H', W'): the batch folded into groups, one grouped convolution.
     """
     batch, in_channels = x.shape[:2]
+    if batch == 0:
+        return _empty_output(x, weight, bias, stride, dilation, transpose, output_padding)
     folded_input = x.reshape(1, batch * in_channels, *x.shape[2:])
     folded_weight = weight.reshape(batch * weight.shape[1], *weight.shape[2:])
     folded_bias = None if bias is None else bias.repeat(batch)

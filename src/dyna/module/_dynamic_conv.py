@@ -206,8 +206,12 @@ class DynamicConv2DBase(nn.Module):
                 f"context.shape[0] must be equal to 1 or batch_dim ({batch_dim}), "
                 f"got {context.shape[0]}"
             )
+        return self._kernels(context, batch_dim)
+
+    def _kernels(self, context: torch.Tensor, batch_dim: int) -> torch.Tensor:
+        """:meth:`get_weights` without its checks; ``batch_dim`` may be 0 (an empty batch)."""
         generated = self._generate(context)
-        flat = generated.reshape(generated.shape[0], -1)
+        flat = generated.flatten(1)  # reshape(B, -1) is ambiguous for an empty batch
         kernels = flat.index_select(1, self.dynamic_weights_index.view(-1))
         kernels = kernels.view(generated.shape[0], *self.conv_weights_shape)
         if kernels.shape[0] != batch_dim:
@@ -245,7 +249,8 @@ class DynamicConv2DBase(nn.Module):
     ) -> torch.Tensor:
         """Pad (with the learned value), generate the kernels, one grouped convolution."""
         x = pad_with_value(x, self.padding, padding_value)
-        kernels = self.get_weights(context, batch_dim=x.shape[0])
+        # _check_inputs has checked context against x; an empty batch needs no kernel.
+        kernels = self._kernels(context, x.shape[0])
         # The convolution runs in the padded input's dtype (the reference's type promotion);
         # kernels and bias follow it, where the reference would fail on a mismatch.
         kernels = kernels.to(x.dtype)
