@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _timing import time_cases
 
 from dyna.data import make_stream
-from dyna.train.continual import build_model, paper_cnu_hyperparameters, run_continual
+from dyna.train.online import build_model, paper_cnu_hyperparameters, run_continual
 
 
 def online_steps(model, inputs, targets):

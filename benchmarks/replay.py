@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _timing import time_cases
 
 from dyna.data import make_stream
-from dyna.train.continual import run_continual
+from dyna.train.online import run_continual
 from dyna.train.replay import reservoir_replay_schedule
 
 

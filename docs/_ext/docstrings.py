@@ -7,7 +7,7 @@ Two rewrites, made on the docstrings' text before mkdocstrings parses them:
   out as nested block quotes instead of code.
 - Sphinx roles (``:class:`HORNStep```, ``:func:`~dyna.lib.CNUs```) become links to the object's
   entry in the API reference when it has one (a public name of ``dyna.functional``, ``dyna.lib``,
-  ``dyna.module``, ``dyna.data``, ``dyna.train`` or ``dyna.train.continual``), else inline code.
+  ``dyna.module``, ``dyna.data``, ``dyna.train`` or ``dyna.train.online``), else inline code.
   A link whose target disappears fails the strict build.
 """
 
@@ -27,7 +27,7 @@ _DOCUMENTED = (
     "dyna.module",
     "dyna.data",
     "dyna.train",
-    "dyna.train.continual",
+    "dyna.train.online",
 )
 
 

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 import dyna
 from dyna.data import make_stream
-from dyna.train.continual import paper_cnu_hyperparameters
+from dyna.train.online import paper_cnu_hyperparameters
 
 HERE = Path(__file__).resolve().parent
 # No software version in the PNG metadata: the same script gives byte-identical files.

@@ -1,21 +1,21 @@
 """Online continual learning on the 2-D streams of the CNU work (an :class:`OnlineExperiment`).
 
-``cnu-stream`` runs :func:`dyna.train.continual.run_continual` for every requested model and
+``cnu-stream`` runs :func:`dyna.train.online.run_continual` for every requested model and
 seed on one stream (MODES or MOONS) in one order (IID, CI, CDI, CDID): one online pass, batch
 1, plain SGD, measured with the continual confusion matrix. With ``--set search=true`` it runs
-the paper's whole protocol instead (:func:`dyna.train.continual.run_experiment`: the baselines'
+the paper's whole protocol instead (:func:`dyna.train.online.run_experiment`: the baselines'
 learning rate, weight decay and hidden size selected on the early validation stream).
 """
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from dyna.data.continual_streams import STREAM_NAMES, STREAM_ORDERS
 from dyna.experiments.registry import ConfigError, OnlineExperiment, Param, register
-from dyna.train.continual import (
+from dyna.train.metrics import mean_and_std
+from dyna.train.online import (
     MODEL_KINDS,
     PAPER_SEEDS,
     ContinualResult,
@@ -27,9 +27,8 @@ from dyna.train.continual import (
 def _summary(model: str, values: list[dict]) -> dict:
     row: dict[str, Any] = {"model": model, "runs": values}
     for metric in ("average_accuracy", "average_forgetting", "forward_transfer"):
-        numbers = [run[metric] for run in values]
-        row[metric] = statistics.fmean(numbers)
-        row[f"{metric}_std"] = statistics.stdev(numbers) if len(numbers) > 1 else 0.0
+        mean, spread = mean_and_std([run[metric] for run in values])
+        row[metric], row[f"{metric}_std"] = mean, spread or 0.0
     return row
 
 

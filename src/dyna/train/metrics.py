@@ -1,5 +1,7 @@
 """Metrics files: one CSV row per logged step and per epoch, truncatable for exact resume.
 
+Also :func:`mean_and_std`, the one summary over seeds that runners and reports share.
+
 The files hold only values that a rerun reproduces exactly (no wall-clock times), written with
 ``repr`` of Python floats, so a resumed run's files equal an uninterrupted run's byte for byte.
 :meth:`CSVLog.size` is recorded in each checkpoint; on resume :meth:`CSVLog.truncate` cuts the
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -78,3 +81,20 @@ class CSVLog:
             return []
         with self.path.open(newline="") as handle:
             return list(csv.DictReader(handle))
+
+
+def mean_and_std(values: Sequence[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation of ``values`` (None for a single value).
+
+    Example:
+        >>> mean_and_std([1.0, 2.0, 3.0])
+        (2.0, 1.0)
+        >>> mean_and_std([0.5])
+        (0.5, None)
+    """
+    if len(values) == 0:
+        raise ValueError("values must not be empty")
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, None
+    return mean, math.sqrt(sum((value - mean) ** 2 for value in values) / (len(values) - 1))

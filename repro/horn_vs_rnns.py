@@ -12,28 +12,29 @@ script's recipe (n = 32, AdamW lr 1e-2, batch 64, h = 1, α = 0.04, ω = 0.224, 
 
 Every run is a plain ``dyna train EXPERIMENT --seed S`` into its own folder under ``--runs``,
 followed by ``dyna eval RUN --noise ...`` (the final model on the test split with additive
-Gaussian input noise). :func:`collect` reads the run folders into one JSON file (the numbers
-of ``docs/results.md``) and :func:`render` turns that file into the page's tables and plot.
+Gaussian input noise), both done through the engine (:func:`dyna.train.run` and
+:func:`~dyna.train.evaluation.evaluate_checkpoint`) in a fresh single-threaded process per run.
+:func:`collect` reads the run folders into one JSON file (the numbers of ``docs/results.md``)
+and :func:`render` turns that file into the page's tables and plot.
 
 Run everything (sequentially by default; finished runs are kept and skipped)::
 
-    python -m dyna.train.horn_vs_rnns --data MNIST_DIR --runs runs/horn-vs-rnns \\
+    python -m repro.horn_vs_rnns --data MNIST_DIR --runs runs/horn-vs-rnns \\
         --json docs/results/horn-vs-rnns.json
 
-or, with ``DYNA_MNIST=MNIST_DIR`` set, ``python -m dyna.train.results horn-vs-rnns --run``.
+or, with ``DYNA_MNIST=MNIST_DIR`` set, ``python -m repro.results horn-vs-rnns --run``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
+import multiprocessing
 import os
-import platform
-import subprocess
+import resource
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,8 +42,21 @@ from typing import Any
 
 import torch
 
-from dyna.train.checkpoint import write_json_atomic
+from dyna.data.split import DataError
+from dyna.experiments import get_experiment
+from dyna.train.checkpoint import CheckpointMismatch, write_json_atomic
+from dyna.train.config import TRAINING_OPTIONS, ConfigError, TrainingDefaults
+from dyna.train.evaluation import evaluate_checkpoint
 from dyna.train.metrics import CSVLog
+from repro._common import (
+    format_mean_std,
+    machine_facts,
+    markdown_table,
+    mean_and_std,
+    own_process,
+    pyplot,
+    train,
+)
 
 # The recipe's 10 epochs: about 45 CPU minutes for all three tables on one core.
 EPOCHS = 10
@@ -78,9 +92,10 @@ DATA_ENVIRONMENT = "DYNA_MNIST"
 class Plan:
     """What to run: experiments, seeds, epochs and noise levels.
 
-    ``extra`` is appended to every training command (e.g. ``("--set", "train_samples=64")``
-    for a short run); it is empty for the published protocol and left out of the rendered
-    commands.
+    ``extra`` holds options appended to every training command, ``--set KEY=VALUE`` or a
+    training option and its value (e.g. ``("--set", "train_samples=64", "--batch-size",
+    "32")`` for a short run); it is empty for the published protocol and left out of the
+    rendered commands.
     """
 
     experiments: tuple[str, ...]
@@ -111,6 +126,44 @@ class Plan:
             f"{runs}/{self.run_name(experiment, seed)}",
             *self.extra,
         ]
+
+    def extra_settings(self) -> tuple[dict[str, str], dict[str, Any]]:
+        """:attr:`extra` as the engine takes it: ``--set`` values and training options."""
+        assignments, training = {}, {}
+        words = list(self.extra)
+        if len(words) % 2:
+            raise ValueError(f"extra must hold option-value pairs, got {self.extra}")
+        for flag, text in zip(words[::2], words[1::2], strict=True):
+            name = flag.removeprefix("--").replace("-", "_")
+            if flag == "--set":
+                key, _, value = text.partition("=")
+                assignments[key] = value
+            elif flag.startswith("--") and name in TRAINING_OPTIONS:
+                training[name] = type(getattr(TrainingDefaults(), name))(text)
+            else:
+                raise ValueError(f"extra must hold --set or training options, got {flag}")
+        return assignments, training
+
+    def train(self, experiment: str, seed: int, data: str, runs: str) -> None:
+        """Do what :meth:`train_command` says, in this process, through the engine."""
+        assignments, training = self.extra_settings()
+        train(
+            experiment,
+            f"{runs}/{self.run_name(experiment, seed)}",
+            assignments=assignments,
+            training={"epochs": self.epochs, "seed": seed, "threads": 1, **training},
+            data=data,
+        )
+
+    def evaluate(self, experiment: str, seed: int, runs: str) -> None:
+        """Do what :meth:`eval_command` says, in this process, through the engine."""
+        evaluate_checkpoint(
+            f"{runs}/{self.run_name(experiment, seed)}",
+            get_experiment,
+            noise=self.noise,
+            noise_seed=self.noise_seed,
+            report=print,
+        )
 
     def eval_command(self, experiment: str, seed: int, runs: str) -> list[str]:
         return [
@@ -220,21 +273,42 @@ def _has_noise(folder: Path, plan: Plan) -> bool:
     return [f"{level['sigma']:g}" for level in levels] == [f"{sigma:g}" for sigma in plan.noise]
 
 
-def _dyna(arguments: list[str], log: Path) -> None:
-    """Run ``dyna ARGS`` in a fresh interpreter (one thread each), appending to ``log``."""
+def _child(work: Callable[..., None], arguments: tuple, log: Path) -> None:
+    """The body of a run's process: one thread, output to ``log``, the command's exit codes."""
     # `dyna eval` has no --threads: without this it takes torch's default, and two such
-    # interpreters on two busy cores run the per-step ops many times slower than one thread.
-    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # processes on two busy cores run the per-step ops many times slower than one thread.
+    torch.set_num_threads(1)
+    own_process()
     with log.open("a", encoding="utf-8") as stream:
-        done = subprocess.run(
-            [sys.executable, "-m", "dyna", *arguments[1:]],
-            stdout=stream,
-            stderr=subprocess.STDOUT,
-            check=False,
-            env=environment,
-        )
-    if done.returncode != 0:
-        raise RuntimeError(f"`{' '.join(arguments)}` failed (exit {done.returncode}); see {log}")
+        sys.stdout = sys.stderr = stream
+        try:
+            work(*arguments)
+        except (ConfigError, DataError, CheckpointMismatch) as error:
+            print(f"dyna: error: {error}", flush=True)
+            sys.exit(2)  # a usage error, as the dyna command reports it
+        except Exception as error:
+            print(f"dyna: error: {type(error).__name__}: {error}", flush=True)
+            sys.exit(1)
+        stream.flush()
+
+
+def _in_fresh_process(
+    command: Sequence[str], work: Callable[..., None], arguments: tuple, log: Path
+) -> float:
+    """Run ``work(*arguments)`` in a fresh interpreter, appending its output to ``log``.
+
+    The process is what ``command`` (the equivalent ``dyna`` command, named in errors) would
+    be: a new interpreter that imports DyNA and runs through the engine's entry points.
+    Returns its CPU seconds (user + system, from the kernel's accounting of the reaped child).
+    """
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    child = multiprocessing.get_context("spawn").Process(target=_child, args=(work, arguments, log))
+    child.start()
+    child.join()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if child.exitcode != 0:
+        raise RuntimeError(f"`{' '.join(command)}` failed (exit {child.exitcode}); see {log}")
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def run_plan(plan: Plan, data: str, runs: Path, jobs: int = 1) -> float:
@@ -251,10 +325,12 @@ def run_plan(plan: Plan, data: str, runs: Path, jobs: int = 1) -> float:
         folder = runs / plan.run_name(experiment, seed)
         log = runs / f"{plan.run_name(experiment, seed)}.log"
         if not _finished(folder, plan):
-            command = plan.train_command(experiment, seed, data, runs.as_posix())
-            _dyna([*command, "--overwrite"], log)
+            command = [*plan.train_command(experiment, seed, data, runs.as_posix()), "--overwrite"]
+            arguments = (experiment, seed, data, runs.as_posix())
+            _in_fresh_process(command, plan.train, arguments, log)
         if not _has_noise(folder, plan):
-            _dyna(plan.eval_command(experiment, seed, runs.as_posix()), log)
+            command = plan.eval_command(experiment, seed, runs.as_posix())
+            _in_fresh_process(command, plan.evaluate, (experiment, seed, runs.as_posix()), log)
 
     tasks = [(experiment, seed) for seed in plan.seeds for experiment in plan.experiments]
     with ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -273,10 +349,11 @@ def time_epoch(
 
     The run's own wall times (the ``s / epoch`` column) depend on what else the machine ran;
     the CPU time of a single-threaded process hardly does, so it is the fair comparison of the
-    models' costs. One ``dyna train EXPERIMENT --epochs 1`` into ``RUNS/timing/EXPERIMENT``,
-    whose CPU time (user + system, from the kernel's accounting of the finished child) covers
-    the interpreter's start, reading MNIST and one epoch with its validation and test
-    evaluation. The record is kept beside that folder (``EXPERIMENT-sSEED.json``) and reused.
+    models' costs. One ``dyna train EXPERIMENT --epochs 1`` into ``RUNS/timing/EXPERIMENT``, in
+    a fresh process, whose CPU time (user + system, from the kernel's accounting of the
+    finished child) covers the interpreter's start, reading MNIST and one epoch with its
+    validation and test evaluation. The record is kept beside that folder
+    (``EXPERIMENT-sSEED.json``) and reused.
     ``extra`` is appended to the training command, as :attr:`Plan.extra`.
     """
     timing_plan = Plan((experiment,), (TIMING_SEED,), 1, extra=extra)
@@ -287,26 +364,13 @@ def time_epoch(
         return saved
     folder.parent.mkdir(parents=True, exist_ok=True)
     timing_runs = folder.parent.as_posix()
-    command = [*timing_plan.train_command(experiment, TIMING_SEED, data, timing_runs)[1:]]
+    command = [*timing_plan.train_command(experiment, TIMING_SEED, data, timing_runs)]
     command.append("--overwrite")
     log = folder.parent / f"{folder.name}.log"
-    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
     start = time.perf_counter()
-    with log.open("a", encoding="utf-8") as stream:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "dyna", *command],
-            stdout=stream,
-            stderr=subprocess.STDOUT,
-            env=environment,
-        )
-        _, status, usage = os.wait4(child.pid, 0)
-    wall = time.perf_counter() - start
-    child.returncode = os.waitstatus_to_exitcode(status)
-    if child.returncode != 0:
-        raise RuntimeError(
-            f"`dyna {' '.join(command)}` failed (exit {child.returncode}); see {log}"
-        )
-    record = {"cpu_seconds": usage.ru_utime + usage.ru_stime, "wall_seconds": wall}
+    arguments = (experiment, TIMING_SEED, data, timing_runs)
+    cpu = _in_fresh_process(command, timing_plan.train, arguments, log)
+    record = {"cpu_seconds": cpu, "wall_seconds": time.perf_counter() - start}
     write_json_atomic(record_path, record)
     return record
 
@@ -349,9 +413,7 @@ def save(
             "noise_seed": plan.noise_seed,
             "wall_seconds": wall_seconds,
             "train_seconds": sum(r["seconds_per_epoch"] * len(r["epochs"]) for r in records),
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
-            "torch": torch.__version__,
-            "python": platform.python_version(),
+            **machine_facts(),
         },
         "runs": records,
         "timing": _saved_timing(plan, runs),
@@ -364,20 +426,11 @@ def save(
 # ------------------------------------------------------------------------------------ render
 
 
-def _mean_std(values: Sequence[float]) -> tuple[float, float | None]:
-    """Mean and sample standard deviation (None for a single value)."""
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, None
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-
-
 def _cell(values: Sequence[float | None], scale: float = 100.0, digits: int = 1) -> str:
     present = [v for v in values if v is not None]
     if not present:
         return "–"
-    mean, std = _mean_std([scale * v for v in present])
-    text = f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
+    text = format_mean_std(*mean_and_std([scale * v for v in present]), digits)
     return text if len(present) == len(values) else f"{text} ({len(present)} of {len(values)})"
 
 
@@ -418,7 +471,7 @@ def format_table(
         + ["s / epoch"]
         + (["CPU s / epoch, alone"] if timing is not None else [])
     )
-    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    rows = []
     for experiment in experiments:
         runs = grouped.get(experiment, [])
         if not runs:
@@ -437,17 +490,15 @@ def format_table(
         if timing is not None:
             measured = timing.get(experiment)
             cells.append(f"{measured['cpu_seconds']:.1f}" if measured else "–")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows.append(cells)
+    return markdown_table(header, rows)
 
 
 def _plot(
     tables: Sequence[str], grouped: dict[str, list[dict[str, Any]]], epochs: int, path: Path
 ) -> None:
     """Test accuracy against epoch, mean over seeds (std as a band), one panel per table."""
-    from dyna.train.results import _pyplot
-
-    plt = _pyplot()
+    plt = pyplot()
     shown = [table for table in tables if any(name in grouped for name in TABLES[table])]
     figure, axes = plt.subplots(1, len(shown), figsize=(3.6 * len(shown), 2.9), dpi=80)
     for axis, table in zip(axes if len(shown) > 1 else [axes], shown, strict=True):
@@ -461,7 +512,7 @@ def _plot(
                 present = [100 * v for v in values if v is not None]
                 if not present:
                     continue
-                mean, std = _mean_std(present)
+                mean, std = mean_and_std(present)
                 xs.append(epoch)
                 means.append(mean)
                 lows.append(mean - (std or 0.0))
@@ -571,7 +622,7 @@ def render(json_path: Path, figures_dir: Path, figures_prefix: str, *, plots: bo
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Command-line entry: run (or, with ``--collect-only``, only gather) and save the JSON."""
     parser = argparse.ArgumentParser(
-        prog="python -m dyna.train.horn_vs_rnns",
+        prog="python -m repro.horn_vs_rnns",
         description="Train HORN, tanh-RNN, GRU and LSTM on MNIST pixel by pixel (and HORN's "
         "structural variants), evaluate them under input noise and save the results as JSON.",
     )
@@ -609,7 +660,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             parser.error(f"--data DIR (or ${DATA_ENVIRONMENT}) is needed to train")
         wall = run_plan(plan, arguments.data, runs, arguments.jobs)
         time_plan(plan, arguments.data, runs)
-    command = f"python -m dyna.train.horn_vs_rnns --data MNIST_DIR --runs {arguments.runs}"
+    command = f"python -m repro.horn_vs_rnns --data MNIST_DIR --runs {arguments.runs}"
     if arguments.tables != list(TABLES):
         command += " --tables " + " ".join(arguments.tables)
     if tuple(arguments.seeds) != SEEDS:

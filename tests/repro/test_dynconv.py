@@ -10,8 +10,8 @@ from dyna.cli import main as dyna_main
 from dyna.experiments.images import digits_images, dynamic_conv_model
 from dyna.experiments.registry import ConfigError, get_experiment
 from dyna.models import DynamicConvClassifier, StaticConvClassifier
-from dyna.train import dynconv, results
-from dyna.train.dynconv import Run, command_pattern, format_table, load, save, train_arguments
+from repro import dynconv, results
+from repro.dynconv import Run, command_pattern, format_table, load, save, train_arguments
 
 
 @pytest.fixture(autouse=True)
@@ -92,7 +92,7 @@ def test_runner_trains_records_and_appends(tmp_path, monkeypatch):
     assert dynconv.main([*argv, "--append"]) == [run]
     runs, metadata = load("out.json")
     assert runs == [run] and len(metadata["commands"]) == 2
-    assert metadata["commands"][0] == "python -m dyna.train.dynconv " + " ".join(argv)
+    assert metadata["commands"][0] == "python -m repro.dynconv " + " ".join(argv)
     with pytest.raises(SystemExit, match="needs --data"):
         dynconv.main(["--datasets", "mnist", "--data", ""])
     with pytest.raises(SystemExit, match="--append needs --json"):
@@ -131,7 +131,7 @@ def test_render_and_regenerate(tmp_path):
     pytest.importorskip("matplotlib")
     docs = tmp_path / "docs"
     (docs / "results").mkdir(parents=True)
-    metadata = {"commands": ["python -m dyna.train.dynconv --json x"], "wall_seconds": 90.0,
+    metadata = {"commands": ["python -m repro.dynconv --json x"], "wall_seconds": 90.0,
                 "cpu_seconds": 60.0, "machine": "x86_64, 2 CPU cores", "torch": "2.x"}  # fmt: skip
     save(docs / "results" / "dynconv.json", _fake_runs(), metadata)
     page = "# R\n\n<!-- begin generated: dynconv -->\nstale\n<!-- end generated: dynconv -->\nend\n"
@@ -139,8 +139,7 @@ def test_render_and_regenerate(tmp_path):
     text = results.regenerate("dynconv", docs=docs).read_text()
     assert "stale" not in text and text.endswith("<!-- end generated: dynconv -->\nend\n")
     assert (
-        "Produced by `python -m dyna.train.dynconv --json x` in 1.5 min wall time (1.0 min CPU"
-        in text
+        "Produced by `python -m repro.dynconv --json x` in 1.5 min wall time (1.0 min CPU" in text
     )
     assert "| digits 8x8 | delta | `dyna train dynconv-digits --seed S --out r/seed-S` |" in text
     assert format_table(_fake_runs()) in text
@@ -155,7 +154,7 @@ def test_section_and_bad_files(tmp_path):
     assert section.arguments == ("--datasets", "digits", "mnist", "--mnist-epochs", "3")
     path = tmp_path / "x.json"
     path.write_text("[]")
-    with pytest.raises(ValueError, match=r"written by dyna\.train\.dynconv"):
+    with pytest.raises(ValueError, match=r"written by repro\.dynconv"):
         load(path)
     save(path, [], {})
     with pytest.raises(ValueError, match="holds no runs"):

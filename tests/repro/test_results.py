@@ -1,4 +1,4 @@
-"""Tests for ``dyna.train.results``: the generated blocks of the results page and their plots."""
+"""Tests for ``repro.results``: the generated blocks of the results page and their plots."""
 
 import dataclasses
 import re
@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from dyna.train import results
-from dyna.train.continual import format_table, load_results
-from dyna.train.results import SECTIONS, regenerate, render_continual, replace_block
+from repro import results
+from repro.continual import format_table, load_results
+from repro.continual import render as render_continual
+from repro.results import SECTIONS, regenerate, replace_block
 
 TINY_ARGUMENTS = (
     "--streams modes --orders ci --models replay --seeds 1 --num-train 100 "
@@ -70,7 +71,7 @@ def test_regenerate_runs_and_renders(tiny_docs):
     assert [(row.order, row.model) for row in rows] == [("ci", "replay")]
     # Every number of the table with the command that produced it (the output path included).
     command = metadata["command"]
-    assert command == "python -m dyna.train.continual " + " ".join(
+    assert command == "python -m repro.continual " + " ".join(
         [*TINY_ARGUMENTS, "--json", (docs / "results" / "continual.json").as_posix()]
     )
     assert f"Produced by `{command}`" in text

@@ -1,11 +1,9 @@
-"""Tests for ``dyna.train.continual``: the online runner, the search, the experiment and its CLI.
+"""Tests for ``dyna.train.online``: the online runner, the search and the paper's protocol.
 
 Everything runs on tiny streams (100 training samples) so that the file takes a few seconds.
 """
 
-import json
 import math
-import subprocess
 import sys
 
 import pytest
@@ -15,8 +13,8 @@ from torch import nn
 
 from dyna.data import make_stream
 from dyna.module import LinearCNU
-from dyna.train import continual, continual_metrics
-from dyna.train.continual import (
+from dyna.train import continual_metrics, online
+from dyna.train.online import (
     DEFAULT_BUFFER_SIZE,
     DEFAULT_REPLAY_SIZE,
     HIDDEN_SIZES,
@@ -28,13 +26,9 @@ from dyna.train.continual import (
     ContinualResult,
     ExperimentRow,
     build_model,
-    format_table,
-    load_results,
-    main,
     paper_cnu_hyperparameters,
     run_continual,
     run_experiment,
-    save_results,
     search_hyperparameters,
 )
 from dyna.train.replay import reservoir_replay_schedule
@@ -242,7 +236,7 @@ def test_replay_step_batches_the_current_sample_with_the_buffer(monkeypatch):
         )
         return model
 
-    monkeypatch.setattr(continual, "build_model", recording_build_model)
+    monkeypatch.setattr(online, "build_model", recording_build_model)
     stream = make_stream("moons", "ci", seed=9, num_train=TINY)
     run_continual(stream, None, "replay", seed=9, buffer_size=10, replay_size=3)
     plan = reservoir_replay_schedule(TINY, 10, 3, generator=torch.Generator().manual_seed(9))
@@ -331,56 +325,6 @@ def test_search_ranks_the_grid():
     assert upper.score == pytest.approx(sum(r.average_accuracy for r in finals) / len(finals))
 
 
-def test_experiment_table_and_command_line(capsys):
-    progress = []
-    rows = run_experiment(
-        ["moons"],
-        ["cdi"],
-        ["cnu", "linear"],
-        seeds=[1, 2],
-        learning_rates=[0.1],
-        weight_decays=[0.0],
-        num_train=TINY,
-        progress=progress.append,
-    )
-    assert [(row.model, row.searched, row.selected_on) for row in rows] == [
-        ("cnu", False, "paper"),
-        ("linear", True, "validation"),
-    ]
-    assert all(isinstance(row, ExperimentRow) and len(row.results) == 2 for row in rows)
-    assert [result.seed for result in rows[1].results] == [1, 2]
-    assert len(progress) == 2 and progress[0].startswith("moons cdi cnu")
-    mean, spread = rows[1].mean_std("average_accuracy")
-    values = [result.average_accuracy for result in rows[1].results]
-    assert mean == pytest.approx(sum(values) / 2)
-    assert spread == pytest.approx(abs(values[0] - values[1]) / math.sqrt(2))
-    table = format_table(rows)
-    lines = table.splitlines()
-    assert lines[0].startswith("| data | order | model |") and len(lines) == 4
-    assert lines[2].startswith("| MOONS | CDI | cnu | 0.01 | 0 | – |")
-    assert f"{100 * mean:.1f} ± {100 * spread:.1f}" in lines[3]
-
-    printed = main(
-        "--streams modes --orders ci --models linear mlp --seeds 7 --num-train 100 "
-        "--learning-rates 0.1 --weight-decays 0 --hidden-sizes 5 --quiet".split()
-    )
-    output = capsys.readouterr()
-    assert len(printed) == 2 and output.err == ""
-    assert "| MODES | CI | mlp | 0.1 | 0 | 5 |" in output.out
-
-
-def test_module_entry_point():
-    completed = subprocess.run(
-        [sys.executable, "-m", "dyna.train.continual", "--help"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr
-    assert completed.stdout.startswith("usage: python -m dyna.train.continual")
-    assert "--select-on" in completed.stdout and "--search-cnu" in completed.stdout
-
-
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
@@ -442,43 +386,37 @@ def test_other_bad_arguments():
         build_model("cnn", 2, 4)
     with pytest.raises(ValueError, match="in_features must be >= 1"):
         build_model("linear", 0, 4)
-    with pytest.raises(TypeError, match="rows must hold ExperimentRow"):
-        format_table(["row"])
 
 
-def test_results_file_round_trip(tmp_path, capsys):
-    path = tmp_path / "results.json"
-    rows = main(
-        f"--streams moons --orders ci --models cnu replay --seeds 3 4 --num-train 100 "
-        f"--learning-rates 0.1 --weight-decays 0 --hidden-sizes 5 --buffer-size 20 "
-        f"--replay-size 2 --quiet --json {path}".split()
+def test_experiment_rows_hold_the_settings_and_every_seed():
+    progress = []
+    rows = run_experiment(
+        ["moons"],
+        ["cdi"],
+        ["cnu", "linear"],
+        seeds=[1, 2],
+        learning_rates=[0.1],
+        weight_decays=[0.0],
+        num_train=TINY,
+        progress=progress.append,
     )
-    capsys.readouterr()
-    loaded, metadata = load_results(path)
-    assert metadata["command"].startswith("python -m dyna.train.continual --streams moons")
-    assert metadata["wall_seconds"] > 0 and metadata["cpu_seconds"] > 0
-    assert metadata["torch"] == torch.__version__
-    assert [row.model for row in loaded] == ["cnu", "replay"]
-    for original, copy in zip(rows, loaded, strict=True):
-        assert copy.seconds == original.seconds > 0
-        for first, second in zip(original.results, copy.results, strict=True):
-            assert torch.equal(first.matrix, second.matrix)
-            assert first.cnu == second.cnu
-            assert (first.buffer_size, first.replay_size) == (
-                second.buffer_size,
-                second.replay_size,
-            )
-            assert first.average_accuracy == second.average_accuracy
-    assert loaded[1].results[0].buffer_size == 20 and loaded[1].results[0].replay_size == 2
-    assert format_table(loaded) == format_table(rows)
-    # Saved from the API with metadata of one's own.
-    other = tmp_path / "other.json"
-    save_results(other, rows[:1], {"note": "one row"})
-    assert json.loads(other.read_text())["metadata"] == {"note": "one row"}
-    with pytest.raises(TypeError, match="rows must hold ExperimentRow"):
-        save_results(other, ["row"])
-    with pytest.raises(TypeError, match="metadata must be a dict or None"):
-        save_results(other, rows, "note")
-    other.write_text("[1, 2]")
-    with pytest.raises(ValueError, match="path must be a results file"):
-        load_results(other)
+    assert [(row.model, row.searched, row.selected_on) for row in rows] == [
+        ("cnu", False, "paper"),
+        ("linear", True, "validation"),
+    ]
+    assert all(isinstance(row, ExperimentRow) and len(row.results) == 2 for row in rows)
+    assert [result.seed for result in rows[1].results] == [1, 2]
+    assert len(progress) == 2 and progress[0].startswith("moons cdi cnu")
+    mean, spread = rows[1].mean_std("average_accuracy")
+    values = [result.average_accuracy for result in rows[1].results]
+    assert mean == pytest.approx(sum(values) / 2)
+    assert spread == pytest.approx(abs(values[0] - values[1]) / math.sqrt(2))
+
+
+def test_the_old_module_name_is_a_deprecated_alias():
+    import importlib
+
+    sys.modules.pop("dyna.train.continual", None)
+    with pytest.warns(DeprecationWarning, match=r"dyna\.train\.online"):
+        old = importlib.import_module("dyna.train.continual")
+    assert old.run_continual is run_continual and old.ExperimentRow is ExperimentRow

@@ -1,4 +1,4 @@
-"""Tests for ``dyna.train.horn_vs_rnns``: the plan, reading run folders, the tables and the page
+"""Tests for ``repro.horn_vs_rnns``: the plan, reading run folders, the tables and the page
 block, the command line, and one tiny run of the whole pipeline."""
 
 import json
@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from dyna.experiments import get_experiment
-from dyna.train import horn_vs_rnns as hvr
-from dyna.train.horn_vs_rnns import (
+from repro import horn_vs_rnns as hvr
+from repro.horn_vs_rnns import (
     Plan,
     collect,
     experiments_of,
@@ -23,7 +23,7 @@ from dyna.train.horn_vs_rnns import (
     run_plan,
     save,
 )
-from dyna.train.results import SECTIONS
+from repro.results import SECTIONS
 from tests.fake_mnist import write_mnist_folder
 
 SMALL = ("--set", "n_hidden=4", "--set", "train_samples=64", "--set", "test_samples=32",
@@ -227,14 +227,14 @@ def _saved(tmp_path: Path, tables=("structure",)) -> Path:
     runs = _records(tmp_path)
     plan = Plan(experiments_of(tables), epochs=3)
     json_path = tmp_path / "docs" / "results" / "horn-vs-rnns.json"
-    save(plan, list(tables), runs, json_path, "python -m dyna.train.horn_vs_rnns X", 12.0)
+    save(plan, list(tables), runs, json_path, "python -m repro.horn_vs_rnns X", 12.0)
     return json_path
 
 
 def test_save_records_the_facts(tmp_path):
     saved = json.loads(_saved(tmp_path).read_text())
     metadata = saved["metadata"]
-    assert metadata["command"] == "python -m dyna.train.horn_vs_rnns X"
+    assert metadata["command"] == "python -m repro.horn_vs_rnns X"
     assert (metadata["tables"], metadata["epochs"], metadata["seeds"]) == (
         ["structure"],
         3,
@@ -256,7 +256,7 @@ def test_render_tables_plot_commands_and_missing_runs(tmp_path):
     figures.mkdir()
     block = render(json_path, figures, "results/")
     assert (
-        block.startswith("Produced by `python -m dyna.train.horn_vs_rnns X` on ")
+        block.startswith("Produced by `python -m repro.horn_vs_rnns X` on ")
         and "4 runs, 4 min of training" in block
     )
     assert "(one draw, seed 0, shared by all models and levels; no clipping)" in block
@@ -309,13 +309,12 @@ def test_main_collect_only_writes_the_json(tmp_path, capsys, monkeypatch):
     assert json.loads(json_path.read_text()) == json.loads(json.dumps(result))
     assert result["metadata"]["wall_seconds"] is None
     assert result["metadata"]["command"] == (
-        f"python -m dyna.train.horn_vs_rnns --data MNIST_DIR --runs {runs} --tables structure "
+        f"python -m repro.horn_vs_rnns --data MNIST_DIR --runs {runs} --tables structure "
         f"--epochs 3 --jobs 1 --json {json_path}"
     )
     main(["--collect-only", "--runs", str(runs), "--json", str(json_path)])
     assert json.loads(json_path.read_text())["metadata"]["command"] == (
-        f"python -m dyna.train.horn_vs_rnns --data MNIST_DIR --runs {runs} --jobs 1 "
-        f"--json {json_path}"
+        f"python -m repro.horn_vs_rnns --data MNIST_DIR --runs {runs} --jobs 1 --json {json_path}"
     )
 
 
@@ -357,7 +356,7 @@ def test_finished_and_noise_checks(tmp_path):
 
 
 def test_run_plan_end_to_end(tmp_path):
-    """One tiny experiment through `python -m dyna` subprocesses, then kept on a second call."""
+    """One tiny experiment through the engine in fresh processes, then kept on a second call."""
     data = write_mnist_folder(tmp_path / "mnist")
     plan = Plan(("horn-smnist",), seeds=(1,), epochs=1, noise=(0.5,), extra=SMALL)
     runs = tmp_path / "runs"
@@ -423,7 +422,7 @@ def test_time_epoch_measures_one_epoch_alone_and_keeps_the_record(tmp_path):
     assert saved.stat().st_mtime_ns == before
     # save() carries it into the results, and render() shows the column and explains it.
     json_path = tmp_path / "horn-vs-rnns.json"
-    save(plan, ["smnist"], runs, json_path, "python -m dyna.train.horn_vs_rnns X")
+    save(plan, ["smnist"], runs, json_path, "python -m repro.horn_vs_rnns X")
     assert json.loads(json_path.read_text())["timing"] == timing
     # A failing timing run names its command and log.
     with pytest.raises(RuntimeError, match=r"`dyna train horn-smnist .*` failed \(exit 2\); see"):

@@ -1,9 +1,10 @@
-"""Dynamic against static convolution: train every variant with ``dyna train``, save the numbers.
+"""Dynamic against static convolution: train every variant through the engine, save the numbers.
 
-Each run is one ``dyna train dynconv-digits`` or ``dyna train dynconv-mnist`` call (in this
-process, single-threaded) into its own run folder; this module times it, reads the run folder's
-``summary.json`` and ``metrics/epochs.csv`` and collects every run, with its exact command, in
-one JSON file that :func:`dyna.train.results.render_dynconv` turns into a table and a plot.
+Each run is one ``dynconv-digits`` or ``dynconv-mnist`` run (in this process, single-threaded,
+through :func:`dyna.train.run`) into its own run folder, recorded as the equivalent
+``dyna train`` command; this module times it, reads the run folder's ``summary.json`` and
+``metrics/epochs.csv`` and collects every run, with its command, in one JSON file that
+:func:`render` turns into a table and a plot.
 
 The variants (``--models``), all :mod:`dyna.experiments.images` networks with the experiment's
 channels:
@@ -16,8 +17,8 @@ channels:
 
 Usage, from the repository root::
 
-    python -m dyna.train.dynconv --datasets digits --json docs/results/dynconv.json
-    python -m dyna.train.dynconv --datasets mnist --data DIR --mnist-epochs 3 \\
+    python -m repro.dynconv --datasets digits --json docs/results/dynconv.json
+    python -m repro.dynconv --datasets mnist --data DIR --mnist-epochs 3 \\
         --json docs/results/dynconv.json --append
 
 ``--append`` keeps the runs already in the file and skips them, so a long protocol can be run
@@ -30,7 +31,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import shlex
 import sys
 import time
@@ -40,6 +40,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from repro._common import (
+    format_mean_std,
+    machine_facts,
+    markdown_table,
+    mean_and_std,
+    own_process,
+    pyplot,
+    train,
+    write_text_atomic,
+)
 
 DATASETS = {"digits": "dynconv-digits", "mnist": "dynconv-mnist"}
 # Variant name -> the --set values that select it.
@@ -83,6 +94,52 @@ class Run:
     cpu_seconds: float
 
 
+@dataclass(frozen=True)
+class Settings:
+    """One run's settings: what :func:`train_arguments` writes and :func:`train_one` runs."""
+
+    experiment: str
+    training: dict[str, Any]
+    data: str | None
+    assignments: tuple[tuple[str, str], ...]
+
+
+def run_settings(
+    dataset: str,
+    model: str,
+    seed: int,
+    *,
+    data: str | Path | None = None,
+    epochs: int | None = None,
+    train_samples: int = 0,
+) -> Settings:
+    """The settings of one run (``epochs`` None: the experiment's default)."""
+    if dataset not in DATASETS:
+        raise ValueError(f"dataset must be one of {sorted(DATASETS)}, got {dataset!r}")
+    if model not in MODELS:
+        raise ValueError(f"model must be one of {sorted(MODELS)}, got {model!r}")
+    training: dict[str, Any] = {"seed": seed, "threads": 1}
+    if epochs is not None:
+        training["epochs"] = epochs
+    assignments = []
+    if dataset == "mnist":
+        if data is None:
+            raise ValueError("data must name the MNIST folder for dataset 'mnist', got None")
+        # Checkpoints at epoch ends only: the mid-epoch ones cost time and are not needed.
+        training["checkpoint_every"] = 0
+        if train_samples:
+            assignments.append(("train_samples", str(train_samples)))
+    for assignment in MODELS[model]:
+        key, _, value = assignment.partition("=")
+        assignments.append((key, value))
+    return Settings(
+        DATASETS[dataset],
+        training,
+        None if data is None or dataset != "mnist" else str(data),
+        tuple(assignments),
+    )
+
+
 def train_arguments(
     dataset: str,
     model: str,
@@ -93,23 +150,18 @@ def train_arguments(
     epochs: int | None = None,
     train_samples: int = 0,
 ) -> list[str]:
-    """The ``dyna train`` arguments of one run (``epochs`` None: the experiment's default)."""
-    if dataset not in DATASETS:
-        raise ValueError(f"dataset must be one of {sorted(DATASETS)}, got {dataset!r}")
-    if model not in MODELS:
-        raise ValueError(f"model must be one of {sorted(MODELS)}, got {model!r}")
-    arguments = ["train", DATASETS[dataset], "--seed", str(seed), "--threads", "1"]
-    if epochs is not None:
-        arguments += ["--epochs", str(epochs)]
-    if dataset == "mnist":
-        if data is None:
-            raise ValueError("data must name the MNIST folder for dataset 'mnist', got None")
-        # Checkpoints at epoch ends only: the mid-epoch ones cost time and are not needed.
-        arguments += ["--data", str(data), "--checkpoint-every", "0"]
-        if train_samples:
-            arguments += ["--set", f"train_samples={train_samples}"]
-    for assignment in MODELS[model]:
-        arguments += ["--set", assignment]
+    """The ``dyna train`` arguments that do what :func:`train_one` does for this run."""
+    settings = run_settings(
+        dataset, model, seed, data=data, epochs=epochs, train_samples=train_samples
+    )
+    training = settings.training
+    arguments = ["train", settings.experiment, "--seed", str(seed), "--threads", "1"]
+    if "epochs" in training:
+        arguments += ["--epochs", str(training["epochs"])]
+    if settings.data is not None:
+        arguments += ["--data", settings.data, "--checkpoint-every", "0"]
+    for key, value in settings.assignments:
+        arguments += ["--set", f"{key}={value}"]
     return [*arguments, "--out", str(out), "--overwrite", "--quiet"]
 
 
@@ -132,18 +184,23 @@ def train_one(
     epochs: int | None = None,
     train_samples: int = 0,
 ) -> Run:
-    """Train one variant into ``RUNS/DATASET/MODEL/seed-S`` through the ``dyna`` command."""
-    from dyna.cli import main as dyna_main
-
+    """Train one variant into ``RUNS/DATASET/MODEL/seed-S`` through the engine, in this process."""
     out = Path(runs) / dataset / model / f"seed-{seed}"
     arguments = train_arguments(
         dataset, model, seed, out, data=data, epochs=epochs, train_samples=train_samples
     )
+    settings = run_settings(
+        dataset, model, seed, data=data, epochs=epochs, train_samples=train_samples
+    )
     wall, cpu = time.perf_counter(), time.process_time()
-    code = dyna_main(arguments)
+    train(
+        settings.experiment,
+        out,
+        assignments=dict(settings.assignments),
+        training=settings.training,
+        data=settings.data,
+    )
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    if code != 0:
-        raise RuntimeError(f"dyna {shlex.join(arguments)} failed with exit code {code}")
     parameters, accuracy, curve = read_run(out)
     return Run(
         dataset=dataset,
@@ -160,16 +217,17 @@ def train_one(
 
 
 def save(path: str | Path, runs: Sequence[Run], metadata: dict[str, Any]) -> None:
-    """Write the runs and the metadata as JSON (rewritten after every run: nothing is lost)."""
+    """Write the runs and the metadata as JSON (rewritten atomically after every run: nothing
+    is lost, and a killed run leaves the previous file)."""
     payload = {"metadata": metadata, "runs": [asdict(run) for run in runs]}
-    Path(path).write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
+    write_text_atomic(path, json.dumps(payload, indent=1) + "\n")
 
 
 def load(path: str | Path) -> tuple[list[Run], dict[str, Any]]:
     """Read a file written by :func:`save`: the runs and the metadata."""
     payload = json.loads(Path(path).read_text(encoding="utf-8"))
     if not isinstance(payload, dict) or "runs" not in payload:
-        raise ValueError(f"path must be a results file written by dyna.train.dynconv, got {path!r}")
+        raise ValueError(f"path must be a results file written by repro.dynconv, got {path!r}")
     runs = [
         Run(**{**run, "test_accuracy_per_epoch": tuple(run["test_accuracy_per_epoch"])})
         for run in payload["runs"]
@@ -199,9 +257,7 @@ class Cell:
     @property
     def accuracy(self) -> tuple[float, float | None]:
         """Mean and sample standard deviation (None for one seed) of the final test accuracy."""
-        values = torch.tensor([run.test_accuracy for run in self.runs], dtype=torch.float64)
-        spread = float(values.std()) if len(values) > 1 else None
-        return float(values.mean()), spread
+        return mean_and_std([run.test_accuracy for run in self.runs])
 
     @property
     def curve(self) -> list[float]:
@@ -238,24 +294,29 @@ def format_table(runs: Sequence[Run]) -> str:
         >>> print(format_table([run]).splitlines()[2])
         | digits 8x8 | delta | DynamicConv2DDelta | 38,036 | 0 | 2 | 90.00 | 2.00 | 1.50 |
     """
-    lines = [
-        "| data | model | second convolution | parameters | seeds | epochs | test accuracy (%) "
-        "| s / epoch (wall) | s / epoch (CPU) |",
-        "|---|---|---|---:|---|---:|---:|---:|---:|",
-    ]
+    header = [
+        "data", "model", "second convolution", "parameters", "seeds", "epochs",
+        "test accuracy (%)", "s / epoch (wall)", "s / epoch (CPU)",
+    ]  # fmt: skip
+    rows = []
     for cell in cells(runs):
         mean, spread = cell.accuracy
-        accuracy = f"{100 * mean:.2f}" + (f" ± {100 * spread:.2f}" if spread is not None else "")
         parameters = sorted({run.parameters for run in cell.runs})
         epochs = sorted({run.epochs for run in cell.runs})
-        lines.append(
-            f"| {DATASET_NAMES[cell.dataset]} | {cell.model} | {DESCRIPTIONS[cell.model]} | "
-            f"{', '.join(f'{count:,}' for count in parameters)} | "
-            f"{', '.join(str(run.seed) for run in cell.runs)} | "
-            f"{', '.join(map(str, epochs))} | {accuracy} | {cell.per_epoch('wall'):.2f} | "
-            f"{cell.per_epoch('cpu'):.2f} |"
+        rows.append(
+            [
+                DATASET_NAMES[cell.dataset],
+                cell.model,
+                DESCRIPTIONS[cell.model],
+                ", ".join(f"{count:,}" for count in parameters),
+                ", ".join(str(run.seed) for run in cell.runs),
+                ", ".join(map(str, epochs)),
+                format_mean_std(100 * mean, None if spread is None else 100 * spread, 2),
+                f"{cell.per_epoch('wall'):.2f}",
+                f"{cell.per_epoch('cpu'):.2f}",
+            ]
         )
-    return "\n".join(lines)
+    return markdown_table(header, rows, "lllrlrrrr")
 
 
 def command_pattern(run: Run) -> str:
@@ -273,9 +334,7 @@ def command_pattern(run: Run) -> str:
 
 def plot_curves(runs: Sequence[Run], path: str | Path) -> None:
     """Test accuracy after each epoch, mean over the seeds, one panel per data set (PNG)."""
-    from dyna.train.results import _pyplot
-
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.ticker import MaxNLocator
 
     groups = cells(runs)
@@ -342,7 +401,7 @@ def render(json_path: Path, figures_dir: Path, figures_prefix: str) -> str:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m dyna.train.dynconv",
+        prog="python -m repro.dynconv",
         description="Train the static and dynamic convolution networks with `dyna train` "
         "(one process, one thread) and collect accuracy, parameters and time per run.",
     )
@@ -386,6 +445,7 @@ def main(argv: Sequence[str] | None = None) -> list[Run]:
         raise SystemExit("--datasets mnist needs --data DIR (or $DYNA_MNIST): the MNIST folder")
     if arguments.append and not arguments.json:
         raise SystemExit("--append needs --json PATH: the file to extend")
+    own_process()
     runs: list[Run] = []
     metadata: dict[str, Any] = {"commands": [], "wall_seconds": 0.0, "cpu_seconds": 0.0}
     if arguments.append and Path(arguments.json).exists():
@@ -393,13 +453,9 @@ def main(argv: Sequence[str] | None = None) -> list[Run]:
     done = {(run.dataset, run.model, run.seed) for run in runs}
     metadata["commands"] = [
         *metadata.get("commands", []),
-        shlex.join(["python", "-m", "dyna.train.dynconv", *argv]),
+        shlex.join(["python", "-m", "repro.dynconv", *argv]),
     ]
-    metadata.update(
-        torch=torch.__version__,
-        python=platform.python_version(),
-        machine=f"{platform.machine()}, {os.cpu_count()} CPU cores",
-    )
+    metadata.update(machine_facts())
     for dataset in arguments.datasets:
         epochs = arguments.digits_epochs if dataset == "digits" else arguments.mnist_epochs
         for seed in arguments.seeds:
