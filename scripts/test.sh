@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Set up DyNA and run its checks: lint, formatting, type checking, the documentation build
-# and the test suite (doctests and the documentation's examples included).
+# Set up DyNA and run its checks: lint, formatting, type checking, the one-way imports
+# between the sub-packages, the documentation build and the test suite (doctests and the
+# documentation's examples included).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -11,6 +12,8 @@ python="$venv/bin/python"
 "$python" -m ruff check .
 "$python" -m ruff format --check .
 "$python" -m mypy
+# The layers contract of pyproject.toml ([tool.importlinter]): what `lint-imports` runs.
+"$python" -c "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"
 # Strict: a broken link, cross-reference or docstring section fails the build (into site/).
 NO_MKDOCS_2_WARNING=1 "$python" -m mkdocs build --strict
 # pytest exits non-zero on any failure and on a run that collected no tests.
