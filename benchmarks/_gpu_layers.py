@@ -11,9 +11,10 @@ GPU issue's table:
   b = 64, against ``nn.Linear(512, 256)``.
 
 ``--smoke`` runs every case once at tiny sizes on the CPU (for CI); the figures then mean
-nothing. ``--backend`` is passed to the CNU layers (the dynamic convolutions pick their
-kernels by device). Usage: python benchmarks/_gpu_layers.py [--repeats 20] [--smoke]
-[--backend torch|triton]
+nothing. ``--backend`` is passed to every layer. ``benchmarks/gpu.py`` runs the same cases in
+its ``dynconv`` and ``cnu`` sections through :func:`conv_candidates` and
+:func:`cnu_candidates`, with the torch paths beside the kernels.
+Usage: python benchmarks/_gpu_layers.py [--repeats 20] [--smoke] [--backend torch|triton]
 """
 
 from __future__ import annotations
@@ -61,28 +62,34 @@ class _StaticConv(nn.Conv2d):
         return super().forward(x)
 
 
-def conv_cases(batches, channels, image, context, device):
-    """(name, candidate, baseline) for both dynamic convolutions at every batch size."""
-    cases = []
-    for batch in batches:
-        x = torch.randn(batch, channels, image, image, device=device, requires_grad=True)
-        contexts = torch.randn(batch, context, device=device, requires_grad=True)
-        static = _StaticConv(channels, channels, 3, padding=1, device=device)
-        baseline = _forward_backward(static, (x, contexts))
-        for cls in (dyna.DynamicConv2DDelta, dyna.DynamicConv2DMobius):
-            module = cls(channels, channels, context, kernel_size=3, padding=1)
-            module = module.to(device).train()
-            name = f"{cls.__name__} B={batch} vs Conv2d"
-            cases.append((name, _forward_backward(module, (x, contexts)), baseline))
-    return cases
+def conv_candidates(cls, batch, channels, image, context, device, backend=None, with_torch=False):
+    """Forward + backward callables: ``cls`` (and its torch path) and ``nn.Conv2d``, by name.
+
+    The dynamic layer runs in training mode; every callable builds its graph afresh.
+    """
+    x = torch.randn(batch, channels, image, image, device=device, requires_grad=True)
+    contexts = torch.randn(batch, context, device=device, requires_grad=True)
+    short = cls.__name__.removeprefix("DynamicConv2D")
+    backends = {short: backend} | ({f"{short}-torch": "torch"} if with_torch else {})
+    candidates = {}
+    for name, choice in backends.items():
+        torch.manual_seed(0)
+        module = cls(channels, channels, context, kernel_size=3, padding=1, backend=choice)
+        candidates[name] = _forward_backward(module.to(device).train(), (x, contexts))
+    static = _StaticConv(channels, channels, 3, padding=1, device=device)
+    candidates["Conv2d"] = _forward_backward(static, (x, contexts))
+    return candidates
 
 
-def cnu_cases(settings, in_features, out_features, device, backend):
-    """(name, candidate, baseline) for LinearCNU at every (m, δ, b) setting."""
-    cases = []
-    for memories, delta, batch in settings:
-        x = torch.randn(batch, in_features, device=device, requires_grad=True)
-        linear = nn.Linear(in_features, out_features, device=device)
+def cnu_candidates(
+    memories, delta, batch, in_features, out_features, device, backend=None, with_torch=False
+):
+    """Forward + backward callables: ``LinearCNU`` (and its torch path) and ``nn.Linear``."""
+    x = torch.randn(batch, in_features, device=device, requires_grad=True)
+    backends = {"LinearCNU": backend} | ({"LinearCNU-torch": "torch"} if with_torch else {})
+    candidates = {}
+    for name, choice in backends.items():
+        torch.manual_seed(0)
         layer = LinearCNU(
             in_features,
             out_features,
@@ -90,10 +97,35 @@ def cnu_cases(settings, in_features, out_features, device, backend):
             delta=delta,
             scramble=True,
             device=device,
-            backend=backend,
+            backend=choice,
         ).train()
+        candidates[name] = _forward_backward(layer, (x,))
+    linear = nn.Linear(in_features, out_features, device=device)
+    candidates["Linear"] = _forward_backward(linear, (x,))
+    return candidates
+
+
+def conv_cases(batches, channels, image, context, device, backend):
+    """(name, candidate, baseline) for both dynamic convolutions at every batch size."""
+    cases = []
+    for batch in batches:
+        for cls in (dyna.DynamicConv2DDelta, dyna.DynamicConv2DMobius):
+            candidates = conv_candidates(cls, batch, channels, image, context, device, backend)
+            name = f"{cls.__name__} B={batch} vs Conv2d"
+            short = cls.__name__.removeprefix("DynamicConv2D")
+            cases.append((name, candidates[short], candidates["Conv2d"]))
+    return cases
+
+
+def cnu_cases(settings, in_features, out_features, device, backend):
+    """(name, candidate, baseline) for LinearCNU at every (m, δ, b) setting."""
+    cases = []
+    for memories, delta, batch in settings:
+        candidates = cnu_candidates(
+            memories, delta, batch, in_features, out_features, device, backend
+        )
         name = f"LinearCNU m={memories} d={delta} b={batch} vs Linear"
-        cases.append((name, _forward_backward(layer, (x,)), _forward_backward(linear, (x,))))
+        cases.append((name, candidates["LinearCNU"], candidates["Linear"]))
     return cases
 
 
@@ -106,7 +138,7 @@ def main(argv: list[str] | None = None) -> list[tuple[str, float, float]]:
     args = parser.parse_args(argv)
     if args.smoke:
         device = torch.device("cpu")
-        cases = conv_cases([2, 3], 4, 8, 6, device) + cnu_cases(
+        cases = conv_cases([2, 3], 4, 8, 6, device, args.backend) + cnu_cases(
             [(4, 2, 3), (6, 3, 2)], 8, 4, device, args.backend
         )
         repeats, warmup = 1, 0
@@ -115,7 +147,7 @@ def main(argv: list[str] | None = None) -> list[tuple[str, float, float]]:
             parser.error("needs CUDA (or --smoke)")
         device = torch.device("cuda")
         torch.manual_seed(0)
-        cases = conv_cases([32, 128], 64, 32, 64, device) + cnu_cases(
+        cases = conv_cases([32, 128], 64, 32, 64, device, args.backend) + cnu_cases(
             [(16, 2, 64), (16, 2, 1024), (64, 4, 64)], 512, 256, device, args.backend
         )
         repeats, warmup = args.repeats, args.warmup

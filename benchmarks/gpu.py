@@ -13,6 +13,11 @@ Sections (``SECTIONS``; add a family's own as a function taking the ``Bench`` co
   (784, 1024, 128)}, without and with synaptic delays (uniform 2..40 steps per connection,
   seeded); then one whole training step (forward, BPTT, AdamW) of a HORN network against an
   LSTM network, B = 64 at n = 32 and 64, B = 256 at n = 256.
+- ``dynconv``: ``DynamicConv2DDelta`` and ``DynamicConv2DMobius`` (default backend: the Triton
+  kernels of their weight generation; and the torch path) against ``nn.Conv2d``, 64 -> 64
+  channels, 32x32 input, 3x3, padding 1, context 64, B = 32 and 128, training mode.
+- ``cnu``: ``LinearCNU(512, 256)`` with scrambling (default backend and the torch path)
+  against ``nn.Linear``: m = 16, δ = 2 at b = 64 and 1024; m = 64, δ = 4 at b = 64.
 - ``train``: samples/s of ``dyna train`` runs on the GPU (rows are added to
   ``TRAINING_COMMANDS``).
 
@@ -214,6 +219,64 @@ def horn_section(bench: Bench) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# Dynamic convolutions and CNUs (the cases live in _gpu_layers.py, shared with its own script)
+# ---------------------------------------------------------------------------------------------
+
+
+def _gpu_layers():
+    # A sibling script, not a package: importable once its folder is on the path.
+    folder = os.path.dirname(os.path.abspath(__file__))
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    import _gpu_layers
+
+    return _gpu_layers
+
+
+def dynconv_section(bench: Bench) -> None:
+    layers = _gpu_layers()
+    if bench.smoke:
+        batches, channels, image, context = [2], 4, 8, 6
+    else:
+        batches, channels, image, context = [32, 128], 64, 32, 64
+    print(
+        f"\n## Dynamic convolutions: forward + backward, training mode, {channels} -> {channels}"
+        f" channels, {image}x{image}, 3x3, padding 1, context {context}"
+    )
+    for batch in batches:
+        for cls in (dyna.DynamicConv2DDelta, dyna.DynamicConv2DMobius):
+
+            def make(cls=cls, batch=batch):
+                return layers.conv_candidates(
+                    cls, batch, channels, image, context, bench.device, with_torch=True
+                )
+
+            bench.row("dynconv", f"{cls.__name__} B={batch}", make, baseline="Conv2d")
+
+
+def cnu_section(bench: Bench) -> None:
+    layers = _gpu_layers()
+    if bench.smoke:
+        in_features, out_features, settings = 8, 4, [(4, 2, 3)]
+    else:
+        in_features, out_features = 512, 256
+        settings = [(16, 2, 64), (16, 2, 1024), (64, 4, 64)]
+    print(
+        f"\n## LinearCNU({in_features}, {out_features}), scrambling on: forward + backward, "
+        "training mode"
+    )
+    for memories, delta, batch in settings:
+
+        def make(memories=memories, delta=delta, batch=batch):
+            return layers.cnu_candidates(
+                memories, delta, batch, in_features, out_features, bench.device, with_torch=True
+            )
+
+        case = f"LinearCNU m={memories} d={delta} b={batch}"
+        bench.row("cnu", case, make, baseline="Linear")
+
+
+# ---------------------------------------------------------------------------------------------
 # Training command
 # ---------------------------------------------------------------------------------------------
 
@@ -230,7 +293,12 @@ def train_section(bench: Bench) -> None:
 
 
 # Section name -> function; ``--only`` picks among these names.
-SECTIONS: dict[str, Callable[[Bench], None]] = {"horn": horn_section, "train": train_section}
+SECTIONS: dict[str, Callable[[Bench], None]] = {
+    "horn": horn_section,
+    "dynconv": dynconv_section,
+    "cnu": cnu_section,
+    "train": train_section,
+}
 
 
 def main(argv: list[str] | None = None) -> list[tuple[str, str, dict[str, float]]]:

@@ -38,6 +38,23 @@ def test_gpu_benchmark_smoke_runs(capsys):
     assert "HORN/LSTM" in out and "triton" in out
 
 
+def test_gpu_benchmark_smoke_runs_the_dynamic_layer_sections(capsys):
+    module = _load()
+    assert {"horn", "dynconv", "cnu", "train"} <= set(module.SECTIONS)
+    rows = module.main(["--smoke", "--only", "dynconv", "cnu"])
+    assert [(section, case) for section, case, _ in rows] == [
+        ("dynconv", "DynamicConv2DDelta B=2"),
+        ("dynconv", "DynamicConv2DMobius B=2"),
+        ("cnu", "LinearCNU m=4 d=2 b=3"),
+    ]
+    assert set(rows[0][2]) == {"Delta", "Delta-torch", "Conv2d"}
+    assert set(rows[1][2]) == {"Mobius", "Mobius-torch", "Conv2d"}
+    assert set(rows[2][2]) == {"LinearCNU", "LinearCNU-torch", "Linear"}
+    assert all(seconds > 0 for _, _, times in rows for seconds in times.values())
+    out = capsys.readouterr().out
+    assert "Delta/Conv2d" in out and "LinearCNU/Linear" in out
+
+
 def test_gpu_benchmark_failing_row_does_not_stop_the_table(capsys):
     module = _load()
     bench = module.Bench(device=torch.device("cpu"), repeats=1, warmup=0, smoke=True)

@@ -5,6 +5,8 @@ import pathlib
 
 import pytest
 
+from dyna.functional import _backend
+
 pytest.importorskip("triton")
 
 SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "_gpu_layers.py"
@@ -17,7 +19,13 @@ def _load():
     return module
 
 
-@pytest.mark.parametrize("backend", [None, "triton"])
+# The smoke run is on the CPU: forcing the kernels there needs the interpreter.
+_interpreted = pytest.mark.skipif(
+    not _backend.triton_interpreting(), reason="forces the kernels on CPU tensors"
+)
+
+
+@pytest.mark.parametrize("backend", [None, pytest.param("triton", marks=_interpreted)])
 def test_smoke_runs_every_case(backend, capsys):
     argv = ["--smoke"] + ([] if backend is None else ["--backend", backend])
     rows = _load().main(argv)

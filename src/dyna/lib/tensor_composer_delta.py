@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dyna._validation import check_bool, check_floating_dtype, check_positive_int, check_real
+from dyna.functional._backend import check_backend
 from dyna.functional.gradient_normalization import backward_gradient_normalization
 from dyna.functional.siglog import siglog
 from dyna.functional.signal_stabilization import StabilizerConstants, stabilize
@@ -62,6 +63,9 @@ class TensorComposerDelta(nn.Module):
         device: device of the parameters.
         dtype: see ``dtype_weights``. The temperature ``extras`` is float32 unless the module is
             converted after construction.
+        backend: ``None`` (default: the Triton kernels for CUDA tensors), ``"torch"`` or
+            ``"triton"``; see :mod:`dyna.functional._backend`. It picks where the weight
+            generation's fused stages run; the context projection and the rank softmax are torch.
 
     Parameters (state_dict): ``weights`` (1, r, 2, 2, H, W, 2), ``extras`` (1,) the temperature
     (5.0), ``context_transform.weight`` (26r + 2, Lc) and ``context_transform.bias``.
@@ -93,8 +97,10 @@ class TensorComposerDelta(nn.Module):
         *,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        backend: str | None = None,
     ) -> None:
         super().__init__()
+        self.backend = check_backend(backend)
         self.output_shape = check_output_shape(output_shape, min_numel=2)
         self.context_length = check_positive_int("context_length", context_length)
         self.context_use_bias = check_bool("context_use_bias", context_use_bias)
@@ -232,4 +238,4 @@ class TensorComposerDelta(nn.Module):
             f"similarity_penalty_strength={self.similarity_penalty_strength}, "
             f"initialization_std={self.initialization_std}, eps={self.eps}, "
             f"dtype_weights={self.dtype_weights}"
-        )
+        ) + (f", backend={self.backend!r}" if self.backend is not None else "")

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dyna._validation import check_bool, check_floating_dtype, check_positive_int, check_real
+from dyna.functional._backend import check_backend
 from dyna.functional.gradient_normalization import backward_gradient_normalization
 from dyna.functional.siglog import siglog
 from dyna.functional.tensor_composer_mobius import mobius_latent_expansion, mobius_projection
@@ -54,6 +55,9 @@ class TensorComposerMobius(nn.Module):
             replaces it.
         device: device of the parameters.
         dtype: see ``dtype_weights``.
+        backend: ``None`` (default: the Triton projection kernels for CUDA tensors), ``"torch"``
+            or ``"triton"``; see :mod:`dyna.functional._backend`. It picks where the final
+            projection onto the phase planes runs; the rest of the composer is torch.
 
     Derived: ``latent_dim`` L = int(sqrt(2 Lc C)); T = 2 + 2 Rz transformation slots.
 
@@ -86,8 +90,10 @@ class TensorComposerMobius(nn.Module):
         *,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        backend: str | None = None,
     ) -> None:
         super().__init__()
+        self.backend = check_backend(backend)
         self.output_shape = check_output_shape(output_shape)
         self.context_length = check_positive_int("context_length", context_length)
         self.context_use_bias = check_bool("context_use_bias", context_use_bias)
@@ -230,7 +236,11 @@ class TensorComposerMobius(nn.Module):
         planes = backward_gradient_normalization(self.projections)[0]  # (C, H, W, 2)
         inverse_modulus = torch.rsqrt((planes * planes).sum(dim=-1) + self.eps)
         out = mobius_projection(
-            u, v, planes[..., 0] * inverse_modulus, planes[..., 1] * inverse_modulus
+            u,
+            v,
+            planes[..., 0] * inverse_modulus,
+            planes[..., 1] * inverse_modulus,
+            backend=self.backend,
         )
         return out.to(input_dtype)
 
@@ -267,4 +277,4 @@ class TensorComposerMobius(nn.Module):
             f"rank_subspace={self.rank_subspace}, "
             f"rank_transformations={self.rank_transformations}, latent_dim={self.latent_dim}, "
             f"asymmetry={self.asymmetry}, eps={self.eps}, dtype_weights={self.dtype_weights}"
-        )
+        ) + (f", backend={self.backend!r}" if self.backend is not None else "")

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from dyna._validation import check_bool, check_real
+from dyna.functional._backend import check_backend
 from dyna.lib.tensor_composer_delta import TensorComposerDelta
 from dyna.module._dynamic_conv import DynamicConv2DBase
 
@@ -62,6 +63,9 @@ class DynamicConv2DDelta(DynamicConv2DBase):
             ``dtype``, when given, replaces it.
         device: device of the parameters and the index buffer.
         dtype: see ``dtype_weights``.
+        backend: ``None`` (default: Triton kernels for CUDA tensors), ``"torch"`` or
+            ``"triton"``: passed to the :class:`~dyna.lib.TensorComposerDelta` (see
+            :mod:`dyna.functional._backend`); the grouped convolution is cuDNN's either way.
 
     Parameters (state_dict): ``padding_dynamic_value`` (1,) (if ``padding_dynamic``) and the
     composer's under ``weights_lib.``. The kernel index ``dynamic_weights_index`` (Hd, Wd) is a
@@ -102,8 +106,10 @@ class DynamicConv2DDelta(DynamicConv2DBase):
         *,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        backend: str | None = None,
     ) -> None:
         super().__init__()
+        self.backend = check_backend(backend)
         self._setup_geometry(
             in_channels,
             out_channels,
@@ -139,6 +145,7 @@ class DynamicConv2DDelta(DynamicConv2DBase):
             similarity_penalty_strength=similarity_penalty_strength,
             dtype_weights=self.dtype_weights,
             device=device,
+            backend=self.backend,
         )
         if self.padding_dynamic:
             self.padding_dynamic_value = nn.Parameter(
@@ -177,4 +184,4 @@ class DynamicConv2DDelta(DynamicConv2DBase):
             f"rank_noise_strength={self.wl_rank_noise_strength}, "
             f"similarity_penalty_strength={self.wl_similarity_penalty_strength}, "
             f"{self._shape_repr()}"
-        )
+        ) + (f", backend={self.backend!r}" if self.backend is not None else "")

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from dyna._validation import check_positive_int, check_real
+from dyna.functional._backend import check_backend
 from dyna.lib.tensor_composer_mobius import TensorComposerMobius
 from dyna.module._dynamic_conv import DynamicConv2DBase
 
@@ -62,6 +63,9 @@ class DynamicConv2DMobius(DynamicConv2DBase):
             ``dtype``, when given, replaces it.
         device: device of the parameters and buffers.
         dtype: see ``dtype_weights``.
+        backend: ``None`` (default: Triton kernels for CUDA tensors), ``"torch"`` or
+            ``"triton"``: passed to the :class:`~dyna.lib.TensorComposerMobius` (see
+            :mod:`dyna.functional._backend`); the grouped convolution is cuDNN's either way.
 
     Parameters (state_dict): ``bias_dynamic_weights_lib`` (1, Hd, Wd) and ``bias_dynamic_conv``
     (C_out,) if ``bias_dynamic``; ``padding_dynamic_value`` (1,); ``offset_dynamic_value`` (1,);
@@ -105,8 +109,10 @@ class DynamicConv2DMobius(DynamicConv2DBase):
         *,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        backend: str | None = None,
     ) -> None:
         super().__init__()
+        self.backend = check_backend(backend)
         self._setup_geometry(
             in_channels,
             out_channels,
@@ -145,6 +151,7 @@ class DynamicConv2DMobius(DynamicConv2DBase):
             asymmetry=self.asymmetry,
             dtype_weights=self.dtype_weights,
             device=device,
+            backend=self.backend,
         )
 
         def optional(flag: bool, shape: Sequence[int]) -> nn.Parameter | None:
@@ -208,4 +215,4 @@ class DynamicConv2DMobius(DynamicConv2DBase):
             f"rank_transformations={self.rank_transformations}, asymmetry={self.asymmetry}, "
             f"bias_dynamic={self.bias_dynamic}, bias_static={self.bias_static}, "
             f"offset_dynamic={self.offset_dynamic}, {self._shape_repr()}"
-        )
+        ) + (f", backend={self.backend!r}" if self.backend is not None else "")
