@@ -24,6 +24,7 @@ import json, sys
 import torch
 import dyna.functional._backend as backend
 from dyna.functional import cnu_triton, horn_triton, tensor_composer_mobius_triton  # real kernels
+from dyna.functional import signal_stabilization_triton
 from dyna.functional import cnu_linear, horn_scan
 from tests.kernel_compile import CompileOnly
 
@@ -61,9 +62,14 @@ def mobius(batch, subspaces, height, width):
     tensor_composer_mobius_triton.mobius_projection(*inputs).sum().backward()
 
 
+def stabilize(batch, rank, height, width):
+    x = torch.randn(batch, rank, height, width, requires_grad=True)
+    signal_stabilization_triton.stabilize(x, 1e-12, 1e-3, 1e-6, 1e-4).sum().backward()
+
+
 case = json.loads(sys.argv[1])
 with CompileOnly(capability=90) as compiled:
-    {"horn": horn, "cnu": cnu, "mobius": mobius}[case["op"]](*case["args"])
+    {"horn": horn, "cnu": cnu, "mobius": mobius, "stabilize": stabilize}[case["op"]](*case["args"])
 for launch in compiled.launches:
     print(json.dumps({"kernel": launch.kernel, "shared": launch.shared_bytes,
                       "registers": launch.registers, "spill": launch.spill_store_bytes}))
@@ -80,6 +86,8 @@ CASES = [
     ("cnu", [64, 512, 256, 16, 2]),
     ("cnu", [64, 512, 256, 64, 4]),
     ("mobius", [32, 4, 64, 64]),
+    ("stabilize", [32, 4, 192, 192]),  # the Delta bank of a 64 -> 64 3x3 convolution
+    ("stabilize", [2, 4, 3, 4000]),  # the widest rows the kernels take: one row per program
 ]
 
 

@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 import torch
 
 from dyna.functional._autograd import first_order_backward
+from dyna.functional._backend import check_backend, logger, use_triton
 from dyna.functional.gradient_normalization import (
     backward_gradient_normalization,
     default_bgn_eps,
@@ -94,7 +95,9 @@ class _Stabilize(torch.autograd.Function):
         return normalize(grad_x), None, None, None, None  # input BGN
 
 
-def stabilize(x: torch.Tensor, eps: float, leak: float = 1e-3) -> torch.Tensor:
+def stabilize(
+    x: torch.Tensor, eps: float, leak: float = 1e-3, *, backend: str | None = None
+) -> torch.Tensor:
     """The signal stabilisation compressor with all three BGNs, gating, fixed leak; fused.
 
     Equals ``SignalStabilizationCompressor(bgn_input=True, bgn_mid=True, bgn_output=True,
@@ -106,8 +109,24 @@ def stabilize(x: torch.Tensor, eps: float, leak: float = 1e-3) -> torch.Tensor:
         eps: added under the square root (float32/bfloat16; float16/float64 use the dtype's
             smallest normal number).
         leak: leak coefficient (likewise replaced by sqrt(smallest normal)).
+        backend: ``None`` (the Triton kernels of
+            :mod:`dyna.functional.signal_stabilization_triton` for CUDA tensors), ``"torch"`` or
+            ``"triton"``; see :mod:`dyna.functional._backend`. The kernels hold whole rows:
+            W > 4096 runs the torch path (logged at debug level).
+
+    Returns:
+        Like ``x``.
     """
+    backend = check_backend(backend)
     eps, leak = compressor_constants(x.dtype, eps, leak)
+    if use_triton("stabilize", backend, x):
+        from dyna.functional import signal_stabilization_triton as kernels
+
+        if x.dim() >= 2 and x.shape[-1] <= kernels.MAX_WIDTH:
+            return kernels.stabilize(
+                x.contiguous(), eps, leak, default_bgn_eps(), default_siglog_eps()
+            )
+        logger.debug("stabilize: the torch path takes shape %s", tuple(x.shape))
     return _Stabilize.apply(x, eps, leak, default_bgn_eps(), default_siglog_eps())
 
 

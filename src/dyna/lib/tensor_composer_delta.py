@@ -188,7 +188,7 @@ class TensorComposerDelta(nn.Module):
         # Filter bank (B, r, H, W), stabilised along W.
         bank = delta_oriented_fields(modulation, weights, self.eps)
         # The compressor's maths in one fused autograd node.
-        bank = stabilize(bank, self.stabilizer.eps, self.stabilizer.leak)
+        bank = stabilize(bank, self.stabilizer.eps, self.stabilizer.leak, backend=self.backend)
         bank = bank.reshape(batch, rank, height * width)
 
         # Rank weights over the r filters and the zero drain slot (logit + 1/sqrt(r)).
