@@ -534,6 +534,37 @@ def run_continual(
     )
 
 
+def _run_each(
+    streams: Sequence[ContinualStream],
+    model: str,
+    setting: tuple[float, float, int | None],
+    *,
+    cnu: CNUHyperparameters | None,
+    split: str,
+    buffer_size: int,
+    replay_size: int,
+) -> list[ContinualResult]:
+    """One run of ``model`` per stream (seeded by the stream) with ``setting`` = (learning
+    rate, weight decay, hidden size or None)."""
+    learning_rate, weight_decay, hidden = setting
+    return [
+        run_continual(
+            stream,
+            None,
+            model,
+            seed=stream.seed,
+            learning_rate=learning_rate,
+            weight_decay=weight_decay,
+            hidden=hidden if hidden is not None else 25,
+            cnu=cnu,
+            split=split,
+            buffer_size=buffer_size,
+            replay_size=replay_size,
+        )
+        for stream in streams
+    ]
+
+
 @dataclass(frozen=True)
 class Candidate:
     """One point of a hyper-parameter grid and its validation score (mean ACC over seeds)."""
@@ -600,20 +631,16 @@ def search_hyperparameters(
         for weight_decay in weight_decays:
             for hidden in hidden_choices:
                 scores = [
-                    run_continual(
-                        stream,
-                        None,
+                    result.average_accuracy
+                    for result in _run_each(
+                        streams,
                         model,
-                        seed=stream.seed,
-                        learning_rate=learning_rate,
-                        weight_decay=weight_decay,
-                        hidden=hidden if hidden is not None else 25,
+                        (learning_rate, weight_decay, hidden),
                         cnu=cnu,
                         split=split,
                         buffer_size=buffer_size,
                         replay_size=replay_size,
-                    ).average_accuracy
-                    for stream in streams
+                    )
                 ]
                 candidates.append(
                     Candidate(
@@ -742,19 +769,15 @@ def run_experiment(
                 else:
                     learning_rate, weight_decay, hidden = cnu.learning_rate, cnu.weight_decay, None
                 results = tuple(
-                    run_continual(
-                        stream,
-                        None,
+                    _run_each(
+                        generated,
                         model,
-                        seed=stream.seed,
-                        learning_rate=learning_rate,
-                        weight_decay=weight_decay,
-                        hidden=hidden if hidden is not None else 25,
+                        (learning_rate, weight_decay, hidden),
                         cnu=cnu,
+                        split="test",
                         buffer_size=buffer_size,
                         replay_size=replay_size,
                     )
-                    for stream in generated
                 )
                 row = ExperimentRow(
                     name,
