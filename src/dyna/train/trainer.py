@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import signal
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -272,276 +272,374 @@ def train(
     context = distributed.setup(config.device)
     finished = False
     try:
-        summary = _train(experiment, config, Path(out), context, resume, quiet, live, tensorboard)
+        options = _Options(resume=resume, quiet=quiet, live=live, tensorboard=tensorboard)
+        summary = _train(experiment, config, Path(out), context, options)
         finished = True
         return summary
     finally:
         distributed.teardown(context, finished=finished)
 
 
-def _train(experiment, config, out, context, resume, quiet, live, tensorboard):
-    files = run_folder_files(out)
-    display = TrainingDisplay(enabled=context.is_main and not quiet, live=live)
+def _train(
+    experiment: Experiment,
+    config: TrainConfig,
+    out: Path,
+    context: distributed.Context,
+    options: _Options,
+) -> dict[str, Any]:
+    """The epoch loop: start (or resume) the run, train its epochs, write its final files."""
     if context.distributed and config.batch_size % context.world_size:
         raise ConfigError(
             f"--batch-size {config.batch_size} must be divisible by the number of processes "
             f"({context.world_size})"
         )
-    checkpoint = None
-    if resume:
-        found = list_checkpoints(files["checkpoints"])
-        if not found:
-            raise CheckpointError(
-                f"--resume: no checkpoint in {files['checkpoints']}: start the run without --resume"
-            )
-        checkpoint = load_training_checkpoint(found[-1])
-        saved = checkpoint[1]
-        if saved.get("experiment") != experiment.name:
-            raise CheckpointMismatch(
-                f"--resume: {found[-1]} belongs to experiment {saved.get('experiment')!r}, "
-                f"not {experiment.name!r}: use another --out"
-            )
-        differences = config_differences(saved.get("config", {}), config.to_json())
-        if differences:
-            raise CheckpointMismatch(
-                f"--resume: the checkpoint was written with different settings "
-                f"({'; '.join(differences)}): drop those options or use another --out"
-            )
-
-    dataset, model = build(experiment, config)
-    model.to(context.device)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
-    )
-    position = Position()
-    steps_log = CSVLog(files["steps"], STEP_COLUMNS)
-    epochs_log = CSVLog(files["epochs"], EPOCH_COLUMNS)
-
+    if config.schedule not in SCHEDULES:
+        raise ConfigError(
+            f"schedule must be one of {', '.join(SCHEDULES)}, got {config.schedule!r}"
+        )
+    checkpoint = _resume_checkpoint(experiment, config, out) if options.resume else None
+    run = _Run.start(experiment, config, out, context, options)
     if checkpoint is not None:
-        tensors, saved = checkpoint
+        run.restore(*checkpoint)
+    elif context.is_main:
+        run.create_folder()
+    run.open_writer(options.tensorboard)
+    with _Interrupt() as interrupt:
+        while run.position.epoch < config.epochs:
+            run.train_epoch(interrupt)
+            run.end_epoch()
+            if run.stop_requested(interrupt):
+                raise TrainingInterrupted(
+                    f"interrupted after epoch {run.position.epoch}; checkpoint written: "
+                    f"continue with the same command and --resume"
+                )
+    if run.writer is not None:
+        run.writer.close()
+    return _finish(run)
+
+
+@dataclass(frozen=True)
+class _Options:
+    """How :func:`train` was asked to run (see its arguments)."""
+
+    resume: bool
+    quiet: bool
+    live: bool | None
+    tensorboard: bool
+
+
+def _resume_checkpoint(
+    experiment: Experiment, config: TrainConfig, out: Path
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The last checkpoint of the run in ``out``, checked against ``experiment`` and ``config``."""
+    folder = run_folder_files(out)["checkpoints"]
+    found = list_checkpoints(folder)
+    if not found:
+        raise CheckpointError(
+            f"--resume: no checkpoint in {folder}: start the run without --resume"
+        )
+    checkpoint = load_training_checkpoint(found[-1])
+    saved = checkpoint[1]
+    if saved.get("experiment") != experiment.name:
+        raise CheckpointMismatch(
+            f"--resume: {found[-1]} belongs to experiment {saved.get('experiment')!r}, "
+            f"not {experiment.name!r}: use another --out"
+        )
+    differences = config_differences(saved.get("config", {}), config.to_json())
+    if differences:
+        raise CheckpointMismatch(
+            f"--resume: the checkpoint was written with different settings "
+            f"({'; '.join(differences)}): drop those options or use another --out"
+        )
+    return checkpoint
+
+
+@dataclass
+class _Run:
+    """A supervised run in progress: what its steps read and update.
+
+    Built by :meth:`start`; :meth:`restore` puts a checkpoint's state back. Each epoch is
+    :meth:`train_epoch` (the steps, their metrics rows and the mid-epoch checkpoints) then
+    :meth:`end_epoch` (evaluation, the epoch's row and its checkpoint).
+    """
+
+    experiment: Experiment
+    config: TrainConfig
+    out: Path
+    context: distributed.Context
+    display: TrainingDisplay
+    files: dict[str, Path]
+    dataset: Dataset
+    model: nn.Module
+    network: nn.Module
+    optimizer: torch.optim.Optimizer
+    train_split: Split
+    validation: Split | None
+    test: Split
+    sampler: GlobalBatchSampler
+    steps_log: CSVLog
+    epochs_log: CSVLog
+    position: Position = field(default_factory=Position)
+    writer: Any = None
+    # Per-step (loss sum, correct, count) sums and where they were taken, not yet read back.
+    pending: list[tuple[torch.Tensor, dict[str, float]]] = field(default_factory=list)
+
+    @classmethod
+    def start(
+        cls,
+        experiment: Experiment,
+        config: TrainConfig,
+        out: Path,
+        context: distributed.Context,
+        options: _Options,
+    ) -> _Run:
+        """The data, a freshly initialised model on the device, its optimizer and sampler."""
+        files = run_folder_files(out)
+        display = TrainingDisplay(enabled=context.is_main and not options.quiet, live=options.live)
+        dataset, model = build(experiment, config)
+        model.to(context.device)
+        optimizer = torch.optim.AdamW(
+            model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
+        train_split = _to_device(dataset.train, context.device)
+        return cls(
+            experiment=experiment,
+            config=config,
+            out=out,
+            context=context,
+            display=display,
+            files=files,
+            dataset=dataset,
+            model=model,
+            network=distributed.wrap(model, context),
+            optimizer=optimizer,
+            train_split=train_split,
+            validation=(
+                None
+                if dataset.validation is None
+                else _to_device(dataset.validation, context.device)
+            ),
+            test=_to_device(dataset.test, context.device),
+            sampler=GlobalBatchSampler(
+                len(train_split),
+                config.batch_size,
+                seed=config.seed,
+                rank=context.rank,
+                world_size=context.world_size,
+            ),
+            steps_log=CSVLog(files["steps"], STEP_COLUMNS),
+            epochs_log=CSVLog(files["epochs"], EPOCH_COLUMNS),
+        )
+
+    @property
+    def total_steps(self) -> int:
+        return self.config.epochs * len(self.sampler)
+
+    def create_folder(self) -> None:
+        """A new run: its folder, ``config.json`` and the metrics files' headers (rank 0)."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self.files["config"], self.config.to_json())
+        self.steps_log.start()
+        self.epochs_log.start()
+
+    def restore(self, tensors: dict[str, torch.Tensor], saved: dict[str, Any]) -> None:
+        """Put a checkpoint's weights, optimizer, position, generators and metrics back."""
         model_state = {
             name[len("model.") :]: tensor
             for name, tensor in tensors.items()
             if name.startswith("model.")
         }
         try:
-            model.load_state_dict(model_state, strict=True)
-            optimizer.load_state_dict(unflatten_optimizer(tensors, saved["optimizer"]))
-            position = Position(**saved["position"])
+            self.model.load_state_dict(model_state, strict=True)
+            self.optimizer.load_state_dict(unflatten_optimizer(tensors, saved["optimizer"]))
+            self.position = Position(**saved["position"])
         except (RuntimeError, KeyError, TypeError, ValueError) as error:
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
             raise CheckpointMismatch(
-                f"--resume: the checkpoint does not fit the model of {experiment.name} "
+                f"--resume: the checkpoint does not fit the model of {self.experiment.name} "
                 f"({first_line}): use another --out"
             ) from None
         restore_rng(tensors)
-        if context.is_main:
-            remove_temporary_files(files["checkpoints"])
-            remove_temporary_files(out)
+        if self.context.is_main:
+            remove_temporary_files(self.files["checkpoints"])
+            remove_temporary_files(self.out)
             try:
-                steps_log.truncate(saved["metrics_bytes"]["steps"])
-                epochs_log.truncate(saved["metrics_bytes"]["epochs"])
+                self.steps_log.truncate(saved["metrics_bytes"]["steps"])
+                self.epochs_log.truncate(saved["metrics_bytes"]["epochs"])
             except (FileNotFoundError, KeyError) as error:
                 raise CheckpointError(f"--resume: {error}: start a new run") from None
-        if position.epoch >= config.epochs:
-            display.message(f"{experiment.name}: the run in {out} is already complete")
+        position, name = self.position, self.experiment.name
+        if position.epoch >= self.config.epochs:
+            self.display.message(f"{name}: the run in {self.out} is already complete")
         else:
-            display.message(
-                f"resuming {experiment.name} at epoch {position.epoch + 1}, batch "
-                f"{position.batch} (step {position.step})"
+            self.display.message(
+                f"resuming {name} at epoch {position.epoch + 1}, batch {position.batch} "
+                f"(step {position.step})"
             )
-    elif context.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(files["config"], config.to_json())
-        steps_log.start()
-        epochs_log.start()
 
-    writer = None
-    if tensorboard and context.is_main:
+    def open_writer(self, tensorboard: bool) -> None:
+        """TensorBoard's event writer (rank 0, when asked for), from the run's step on."""
+        if not (tensorboard and self.context.is_main):
+            return
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             raise ConfigError(
                 "--tensorboard needs the tensorboard package: pip install tensorboard"
             ) from None
-        writer = SummaryWriter(str(out / "tensorboard"), purge_step=position.step or None)
-
-    train_split = _to_device(dataset.train, context.device)
-    validation = (
-        None if dataset.validation is None else _to_device(dataset.validation, context.device)
-    )
-    test = _to_device(dataset.test, context.device)
-    network = distributed.wrap(model, context)
-    sampler = GlobalBatchSampler(
-        len(train_split),
-        config.batch_size,
-        seed=config.seed,
-        rank=context.rank,
-        world_size=context.world_size,
-    )
-    pending: list[tuple[torch.Tensor, dict[str, float]]] = []
-    if config.schedule not in SCHEDULES:
-        raise ConfigError(
-            f"schedule must be one of {', '.join(SCHEDULES)}, got {config.schedule!r}"
+        self.writer = SummaryWriter(
+            str(self.out / "tensorboard"), purge_step=self.position.step or None
         )
-    total_steps = config.epochs * len(sampler)
 
-    def flush() -> None:
+    def stop_requested(self, interrupt: _Interrupt) -> bool:
+        """Whether SIGINT asked to stop, agreed by every process."""
+        if not self.context.distributed:
+            return interrupt.requested
+        # Every process must stop at the same step, or the others would wait forever.
+        flag = torch.tensor([1.0 if interrupt.requested else 0.0], device=self.context.device)
+        return bool(distributed.all_reduce_sum(flag, self.context).item() > 0)
+
+    def train_epoch(self, interrupt: _Interrupt) -> None:
+        """The steps of the current epoch from the position's batch on."""
+        config, position = self.config, self.position
+        epoch = position.epoch
+        batches = self.sampler.epoch(epoch, start=position.batch)
+        self.display.start_epoch(epoch, config.epochs, len(self.sampler), position.batch)
+        self.network.train()
+        for indices, global_count in batches:
+            self.step(indices, global_count)
+            if position.step % config.log_every == 0:
+                self.flush()
+            stop = self.stop_requested(interrupt)
+            if stop or (config.checkpoint_every and position.step % config.checkpoint_every == 0):
+                self.save()
+            if stop:
+                raise TrainingInterrupted(
+                    f"interrupted at step {position.step}; checkpoint written: continue "
+                    f"with the same command and --resume"
+                )
+        self.flush()
+
+    def step(self, indices: torch.Tensor, global_count: int) -> None:
+        """One optimizer step on this process's slice of a global batch; its sums stay on the
+        device until :meth:`flush`."""
+        position, context = self.position, self.context
+        indices = indices.to(context.device)
+        inputs, labels = self.train_split.inputs[indices], self.train_split.labels[indices]
+        logits = self.network(inputs).float()
+        loss_sum = F.cross_entropy(logits, labels, reduction="sum")
+        rate = learning_rate(self.config, position.step, self.total_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = rate
+        self.optimizer.zero_grad(set_to_none=True)
+        (loss_sum * (context.world_size / global_count)).backward()
+        self.optimizer.step()
+        correct = (logits.detach().argmax(dim=1) == labels).sum()
+        position.batch += 1
+        position.step += 1
+        position.samples += global_count
+        count = loss_sum.new_tensor(float(labels.numel()))
+        sums = torch.stack([loss_sum.detach(), correct.to(loss_sum.dtype), count])
+        where = {
+            "step": position.step,
+            "epoch": position.epoch + 1,
+            "batch": position.batch,
+            "samples": position.samples,
+            "lr": rate,
+        }
+        self.pending.append((sums, where))
+
+    def flush(self) -> None:
         """Turn the pending per-step sums into rows: one host sync per log interval."""
-        if not pending:
+        if not self.pending:
             return
-        totals = torch.stack([sums for sums, _ in pending]).double()
-        distributed.all_reduce_sum(totals, context)
+        position = self.position
+        totals = torch.stack([sums for sums, _ in self.pending]).double()
+        distributed.all_reduce_sum(totals, self.context)
         rows = []
         samples = 0
-        for (loss_sum, correct, count), (_, where) in zip(totals.tolist(), pending, strict=True):
+        for (loss_sum, correct, count), (_, where) in zip(
+            totals.tolist(), self.pending, strict=True
+        ):
             samples += int(count)
             position.loss_sum += loss_sum
             position.correct += correct
             position.count += count
-            rows.append(
-                {
-                    **where,
-                    "loss": loss_sum / count,
-                    "accuracy": correct / count,
-                }
-            )
-        pending.clear()
-        if context.is_main:
-            steps_log.append(rows)
-            if writer is not None:
+            rows.append({**where, "loss": loss_sum / count, "accuracy": correct / count})
+        self.pending.clear()
+        if self.context.is_main:
+            self.steps_log.append(rows)
+            if self.writer is not None:
                 for row in rows:
-                    writer.add_scalar("train/loss", row["loss"], row["step"])
-                    writer.add_scalar("train/accuracy", row["accuracy"], row["step"])
+                    self.writer.add_scalar("train/loss", row["loss"], row["step"])
+                    self.writer.add_scalar("train/accuracy", row["accuracy"], row["step"])
         last = rows[-1]
-        display.advance(len(rows), samples, last["loss"], last["accuracy"])
+        self.display.advance(len(rows), samples, last["loss"], last["accuracy"])
 
-    def save() -> None:
-        flush()
-        if not context.is_main:
+    def save(self) -> None:
+        """A checkpoint of everything that continues the run exactly (rank 0)."""
+        self.flush()
+        if not self.context.is_main:
             return
-        optimizer_tensors, optimizer_rest = flatten_optimizer(optimizer.state_dict())
-        tensors = {f"model.{name}": value for name, value in model.state_dict().items()}
+        optimizer_tensors, optimizer_rest = flatten_optimizer(self.optimizer.state_dict())
+        tensors = {f"model.{name}": value for name, value in self.model.state_dict().items()}
         tensors.update(optimizer_tensors)
         tensors.update(rng_tensors())
         metadata = {
-            "experiment": experiment.name,
-            "config": config.to_json(),
+            "experiment": self.experiment.name,
+            "config": self.config.to_json(),
             "optimizer": optimizer_rest,
-            "position": asdict(position),
-            "metrics_bytes": {"steps": steps_log.size(), "epochs": epochs_log.size()},
-            "complete": position.epoch >= config.epochs,
+            "position": asdict(self.position),
+            "metrics_bytes": {"steps": self.steps_log.size(), "epochs": self.epochs_log.size()},
+            "complete": self.position.epoch >= self.config.epochs,
         }
-        save_checkpoint(files["checkpoints"], position.step, tensors, metadata)
+        save_checkpoint(self.files["checkpoints"], self.position.step, tensors, metadata)
 
-    with _Interrupt() as interrupt:
-
-        def interrupted() -> bool:
-            if not context.distributed:
-                return interrupt.requested
-            # Every process must stop at the same step, or the others would wait forever.
-            flag = torch.tensor([1.0 if interrupt.requested else 0.0], device=context.device)
-            return bool(distributed.all_reduce_sum(flag, context).item() > 0)
-
-        while position.epoch < config.epochs:
-            epoch = position.epoch
-            batches = sampler.epoch(epoch, start=position.batch)
-            display.start_epoch(epoch, config.epochs, len(sampler), position.batch)
-            network.train()
-            for indices, global_count in batches:
-                indices = indices.to(context.device)
-                inputs, labels = train_split.inputs[indices], train_split.labels[indices]
-                logits = network(inputs).float()
-                loss_sum = F.cross_entropy(logits, labels, reduction="sum")
-                rate = learning_rate(config, position.step, total_steps)
-                for group in optimizer.param_groups:
-                    group["lr"] = rate
-                optimizer.zero_grad(set_to_none=True)
-                (loss_sum * (context.world_size / global_count)).backward()
-                optimizer.step()
-                correct = (logits.detach().argmax(dim=1) == labels).sum()
-                position.batch += 1
-                position.step += 1
-                position.samples += global_count
-                count = loss_sum.new_tensor(float(labels.numel()))
-                sums = torch.stack([loss_sum.detach(), correct.to(loss_sum.dtype), count])
-                where = {
-                    "step": position.step,
-                    "epoch": epoch + 1,
-                    "batch": position.batch,
-                    "samples": position.samples,
-                    "lr": rate,
-                }
-                pending.append((sums, where))
-                if position.step % config.log_every == 0:
-                    flush()
-                stop = interrupted()
-                if stop or (
-                    config.checkpoint_every and position.step % config.checkpoint_every == 0
-                ):
-                    save()
-                if stop:
-                    raise TrainingInterrupted(
-                        f"interrupted at step {position.step}; checkpoint written: continue "
-                        f"with the same command and --resume"
-                    )
-            flush()
-            train_loss = position.loss_sum / max(position.count, 1.0)
-            train_accuracy = position.correct / max(position.count, 1.0)
-            val_loss = val_accuracy = None
-            if validation is not None:
-                val_loss, val_accuracy = evaluate(
-                    model, validation, config.eval_batch_size, context
-                )
-            test_loss, test_accuracy = evaluate(model, test, config.eval_batch_size, context)
-            if val_accuracy is not None and (
-                position.best_val_accuracy is None or val_accuracy > position.best_val_accuracy
-            ):
-                position.best_val_accuracy = val_accuracy
-                position.best_epoch = epoch + 1
-                position.test_at_best = test_accuracy
-            row = {
-                "epoch": epoch + 1,
-                "step": position.step,
-                "train_loss": train_loss,
-                "train_accuracy": train_accuracy,
-                "val_loss": val_loss,
-                "val_accuracy": val_accuracy,
-                "test_loss": test_loss,
-                "test_accuracy": test_accuracy,
-            }
-            if context.is_main:
-                epochs_log.append([row])
-                if writer is not None:
-                    for key in ("train_loss", "train_accuracy", "test_loss", "test_accuracy"):
-                        writer.add_scalar(f"epoch/{key}", row[key], position.step)
-            display.end_epoch(row, config.epochs)
-            position.epoch += 1
-            position.batch = 0
-            position.loss_sum = position.correct = position.count = 0.0
-            save()
-            if interrupted():
-                raise TrainingInterrupted(
-                    f"interrupted after epoch {position.epoch}; checkpoint written: continue "
-                    f"with the same command and --resume"
-                )
-    if writer is not None:
-        writer.close()
-    return finish(experiment, config, out, model, dataset, position, context, display)
+    def end_epoch(self) -> None:
+        """Evaluate, write the epoch's row, move to the next epoch and checkpoint there."""
+        config, position, context = self.config, self.position, self.context
+        epoch = position.epoch
+        train_loss = position.loss_sum / max(position.count, 1.0)
+        train_accuracy = position.correct / max(position.count, 1.0)
+        val_loss = val_accuracy = None
+        if self.validation is not None:
+            val_loss, val_accuracy = evaluate(
+                self.model, self.validation, config.eval_batch_size, context
+            )
+        test_loss, test_accuracy = evaluate(self.model, self.test, config.eval_batch_size, context)
+        if val_accuracy is not None and (
+            position.best_val_accuracy is None or val_accuracy > position.best_val_accuracy
+        ):
+            position.best_val_accuracy = val_accuracy
+            position.best_epoch = epoch + 1
+            position.test_at_best = test_accuracy
+        row = {
+            "epoch": epoch + 1,
+            "step": position.step,
+            "train_loss": train_loss,
+            "train_accuracy": train_accuracy,
+            "val_loss": val_loss,
+            "val_accuracy": val_accuracy,
+            "test_loss": test_loss,
+            "test_accuracy": test_accuracy,
+        }
+        if context.is_main:
+            self.epochs_log.append([row])
+            if self.writer is not None:
+                for key in ("train_loss", "train_accuracy", "test_loss", "test_accuracy"):
+                    self.writer.add_scalar(f"epoch/{key}", row[key], position.step)
+        self.display.end_epoch(row, config.epochs)
+        position.epoch += 1
+        position.batch = 0
+        position.loss_sum = position.correct = position.count = 0.0
+        self.save()
 
 
-def finish(
-    experiment: Experiment,
-    config: TrainConfig,
-    out: Path,
-    model: nn.Module,
-    dataset: Dataset,
-    position: Position,
-    context: distributed.Context,
-    display: TrainingDisplay,
-) -> dict[str, Any]:
+def _finish(run: _Run) -> dict[str, Any]:
     """Final weights, summary, plots and the summary table (rank 0)."""
-    files = run_folder_files(out)
+    experiment, config, out, model = run.experiment, run.config, run.out, run.model
+    dataset, position, context, display = run.dataset, run.position, run.context, run.display
+    files = run.files
     epochs = CSVLog(files["epochs"], EPOCH_COLUMNS).read()
     last = epochs[-1] if epochs else {}
     summary: dict[str, Any] = {
