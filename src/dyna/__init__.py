@@ -9,78 +9,24 @@ __version__ = "0.1.0"
 
 from typing import Any
 
+from dyna import functional, module
+from dyna._deprecation import CNU_PROJECTIONS as _CNU_PROJECTIONS
 from dyna._deprecation import moved_attribute
-from dyna.functional import (
-    backward_gradient_normalization,
-    cnu_blend_weights,
-    cnu_linear,
-    cnu_linear_ref,
-    compact_spectral_features,
-    compact_spectral_inner,
-    count_sketch,
-    delay_steps,
-    horn_scan,
-    horn_scan_ref,
-    horn_step,
-    log_proportional_error,
-    noisein,
-    noiseover,
-    siglog,
-    siglog_parametric,
-)
+
+# The top level re-exports every public function and layer: the sub-packages' __all__ are the
+# one list of them.
+from dyna.functional import *  # noqa: F403
 from dyna.lib import CNUs, CompactSpectralMultiplier, TensorComposerDelta, TensorComposerMobius
-from dyna.module import (
-    Conv2dCNU,
-    DynamicConv2DDelta,
-    DynamicConv2DMobius,
-    HORNSeqLayer,
-    HORNSeqNetwork,
-    HORNState,
-    HORNStep,
-    LinearCNU,
-    SignalStabilizationCompressor,
-    SignalStabilizationCompressorMode,
-)
+from dyna.module import *  # noqa: F403
 
-__all__ = [
-    "CNUs",
-    "CompactSpectralMultiplier",
-    "Conv2dCNU",
-    "DynamicConv2DDelta",
-    "DynamicConv2DMobius",
-    "HORNSeqLayer",
-    "HORNSeqNetwork",
-    "HORNState",
-    "HORNStep",
-    "LinearCNU",
-    "SignalStabilizationCompressor",
-    "SignalStabilizationCompressorMode",
-    "TensorComposerDelta",
-    "TensorComposerMobius",
-    "__version__",
-    "backward_gradient_normalization",
-    "cnu_blend_weights",
-    "cnu_linear",
-    "cnu_linear_ref",
-    "compact_spectral_features",
-    "compact_spectral_inner",
-    "count_sketch",
-    "delay_steps",
-    "horn_scan",
-    "horn_scan_ref",
-    "horn_step",
-    "log_proportional_error",
-    "noisein",
-    "noiseover",
-    "siglog",
-    "siglog_parametric",
-]
-
-
-# The CNU key projections were exported here before; they live in dyna.functional.cnu only (the
-# names are generic, the functions are not). The old names keep working for one release.
-_MOVED = {name: "dyna.functional.cnu" for name in ("psi", "resize1d", "resize2d")}
+# lib's blocks are named here (the CNU core's attention stays in dyna.lib); the functions and
+# layers are the sub-packages' own lists, each name once, in sorted order as before.
+__all__ = ["CNUs", "CompactSpectralMultiplier", "TensorComposerDelta", "TensorComposerMobius"]
+__all__ += ["__version__", *functional.__all__]
+__all__ += [name for name in module.__all__ if name not in __all__]
+__all__.sort()
 
 
 def __getattr__(name: str) -> Any:
-    return moved_attribute(__name__, name, _MOVED)
+    # The CNU key projections that were exported here keep working for one release.
+    return moved_attribute(__name__, name, _CNU_PROJECTIONS)

@@ -7,6 +7,10 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
+# The CNU key projections were exported from ``dyna`` and ``dyna.functional`` before; they live
+# in dyna.functional.cnu only (the names are generic, the functions are not).
+CNU_PROJECTIONS = {name: "dyna.functional.cnu" for name in ("psi", "resize1d", "resize2d")}
+
 
 def moved_attribute(package: str, name: str, moved: Mapping[str, str]) -> Any:
     """The object behind ``package.name`` when ``name`` moved to the module ``moved[name]``.

@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from dyna._deprecation import CNU_PROJECTIONS as _CNU_PROJECTIONS
 from dyna._deprecation import moved_attribute
 from dyna.functional.cnu import cnu_blend_weights, cnu_linear, cnu_linear_ref
 from dyna.functional.compact_spectral import (
@@ -35,10 +36,6 @@ __all__ = [
 ]
 
 
-# The CNU key projections were exported here before; they live in dyna.functional.cnu only (the
-# names are generic, the functions are not). The old names keep working for one release.
-_MOVED = {name: "dyna.functional.cnu" for name in ("psi", "resize1d", "resize2d")}
-
-
 def __getattr__(name: str) -> Any:
-    return moved_attribute(__name__, name, _MOVED)
+    # The CNU key projections that were exported here keep working for one release.
+    return moved_attribute(__name__, name, _CNU_PROJECTIONS)
