@@ -175,6 +175,42 @@ def _check_pair(xs: tuple, ys: object) -> tuple:
     return ys
 
 
+# The arguments of each public function and its ``*_ref`` twin, checked in one place.
+
+
+def _check_count_sketch_arguments(
+    x: torch.Tensor, hashes: object, signs: object, sketch_dim: object
+) -> int:
+    """Check :func:`count_sketch`'s arguments; return ``sketch_dim``."""
+    check_floating_tensor("x", x, min_dim=1)
+    sketch_dim = check_sketch_dim(sketch_dim)
+    _check_table("hashes", hashes, "signs", signs, x, "x", sketch_dim)
+    return sketch_dim
+
+
+def _check_features_arguments(
+    xs: object, hashes: object, signs: object, sketch_dim: object
+) -> tuple[tuple, tuple, tuple, int]:
+    """Check :func:`compact_spectral_features`'s arguments; return them as tuples and an int."""
+    xs = _check_inputs("xs", xs)
+    sketch_dim = check_sketch_dim(sketch_dim)
+    hash_tables, sign_tables = _check_tables(xs, hashes, signs, sketch_dim)
+    return xs, hash_tables, sign_tables, sketch_dim
+
+
+def _check_inner_arguments(
+    xs: object, ys: object, hashes: object, signs: object, sketch_dim: object
+) -> tuple[tuple, tuple, tuple, tuple, int]:
+    """Check :func:`compact_spectral_inner`'s arguments; return them as tuples and an int."""
+    xs = _check_inputs("xs", xs)
+    ys = _check_pair(xs, ys)
+    sketch_dim = check_sketch_dim(sketch_dim)
+    hash_tables, sign_tables = _check_tables(xs, hashes, signs, sketch_dim)
+    # Shapes and devices against ys; the values were checked with xs.
+    _check_tables(ys, hash_tables, sign_tables, sketch_dim, "ys", check_values=False)
+    return xs, ys, hash_tables, sign_tables, sketch_dim
+
+
 # ---------------------------------------------------------------------------------- fast path
 
 
@@ -289,9 +325,7 @@ def count_sketch(
         >>> count_sketch(x, torch.tensor([1, 5, 1]), torch.tensor([1, -1, -1]), 8)
         tensor([ 0.0000, -1.5000,  0.0000,  0.0000,  0.0000,  1.0000,  0.0000,  0.0000])
     """
-    check_floating_tensor("x", x, min_dim=1)
-    sketch_dim = check_sketch_dim(sketch_dim)
-    _check_table("hashes", hashes, "signs", signs, x, "x", sketch_dim)
+    sketch_dim = _check_count_sketch_arguments(x, hashes, signs, sketch_dim)
     return _count_sketch(x, hashes, signs, sketch_dim)
 
 
@@ -323,9 +357,7 @@ def compact_spectral_features(
         >>> (compact_spectral_features(xs, hashes, signs, 8) * 8**0.5).round(decimals=4)
         tensor([-1.8750,  2.2500,  0.0000,  0.0000,  2.5000, -1.5000,  0.0000,  0.0000])
     """
-    xs = _check_inputs("xs", xs)
-    sketch_dim = check_sketch_dim(sketch_dim)
-    hashes, signs = _check_tables(xs, hashes, signs, sketch_dim)
+    xs, hashes, signs, sketch_dim = _check_features_arguments(xs, hashes, signs, sketch_dim)
     return _features(xs, hashes, signs, sketch_dim).to(xs[0].dtype)
 
 
@@ -362,12 +394,7 @@ def compact_spectral_inner(
         >>> compact_spectral_inner(xs, ys, hashes, signs, 8)
         tensor(10.2031)
     """
-    xs = _check_inputs("xs", xs)
-    ys = _check_pair(xs, ys)
-    sketch_dim = check_sketch_dim(sketch_dim)
-    hashes, signs = _check_tables(xs, hashes, signs, sketch_dim)
-    # Shapes and devices against ys; the values were checked with xs.
-    _check_tables(ys, hashes, signs, sketch_dim, "ys", check_values=False)
+    xs, ys, hashes, signs, sketch_dim = _check_inner_arguments(xs, ys, hashes, signs, sketch_dim)
     return _inner(xs, ys, hashes, signs, sketch_dim)
 
 
@@ -378,9 +405,7 @@ def count_sketch_ref(
     x: torch.Tensor, hashes: torch.Tensor, signs: torch.Tensor, sketch_dim: int
 ) -> torch.Tensor:
     """:func:`count_sketch` as a product with the explicit sketch matrix S[t, j] = s_t·[h_t = j]."""
-    check_floating_tensor("x", x, min_dim=1)
-    sketch_dim = check_sketch_dim(sketch_dim)
-    _check_table("hashes", hashes, "signs", signs, x, "x", sketch_dim)
+    sketch_dim = _check_count_sketch_arguments(x, hashes, signs, sketch_dim)
     matrix = torch.nn.functional.one_hot(hashes, sketch_dim).to(x.dtype)
     matrix = matrix * signs.to(x.dtype).unsqueeze(-1)
     return (x.unsqueeze(-1) * matrix).sum(-2)
@@ -410,9 +435,7 @@ def compact_spectral_features_ref(
     sketch_dim: int,
 ) -> torch.Tensor:
     """:func:`compact_spectral_features` through the explicit tensor product (no FFT)."""
-    xs = _check_inputs("xs", xs)
-    sketch_dim = check_sketch_dim(sketch_dim)
-    hashes, signs = _check_tables(xs, hashes, signs, sketch_dim)
+    xs, hashes, signs, sketch_dim = _check_features_arguments(xs, hashes, signs, sketch_dim)
     scale = float(sketch_dim) ** ((1 - len(xs)) / 2)
     return (_tensor_sketch_ref(xs, hashes, signs, sketch_dim) * scale).to(xs[0].dtype)
 
@@ -425,12 +448,7 @@ def compact_spectral_inner_ref(
     sketch_dim: int,
 ) -> torch.Tensor:
     """:func:`compact_spectral_inner` as ⟨TS(⊗x_k), TS(⊗y_k)⟩ of explicit tensor sketches."""
-    xs = _check_inputs("xs", xs)
-    ys = _check_pair(xs, ys)
-    sketch_dim = check_sketch_dim(sketch_dim)
-    hashes, signs = _check_tables(xs, hashes, signs, sketch_dim)
-    # Shapes and devices against ys; the values were checked with xs.
-    _check_tables(ys, hashes, signs, sketch_dim, "ys", check_values=False)
+    xs, ys, hashes, signs, sketch_dim = _check_inner_arguments(xs, ys, hashes, signs, sketch_dim)
     sketch_x = _tensor_sketch_ref(xs, hashes, signs, sketch_dim)
     sketch_y = _tensor_sketch_ref(ys, hashes, signs, sketch_dim)
     return (sketch_x * sketch_y).sum(-1).to(xs[0].dtype)
