@@ -84,6 +84,40 @@ def _empty_output(
     return x.new_zeros((0, out_channels, *size)) + anchor
 
 
+def _conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: Sequence[int],
+    dilation: Sequence[int],
+    transpose: bool,
+    output_padding: Sequence[int],
+    groups: int = 1,
+) -> torch.Tensor:
+    """``F.conv2d``, or ``F.conv_transpose2d`` (with ``output_padding``) when ``transpose``.
+
+    Args:
+        x: (N, groups·C_in, H, W).
+        weight: (groups·C_out, C_in, k0, k1), or (groups·C_in, C_out, k0, k1) when
+            ``transpose``.
+        bias: (groups·C_out,) or None.
+
+    Returns:
+        (N, groups·C_out, H', W').
+    """
+    if transpose:
+        return F.conv_transpose2d(
+            x,
+            weight,
+            bias,
+            stride=tuple(stride),
+            output_padding=tuple(output_padding),
+            groups=groups,
+            dilation=tuple(dilation),
+        )
+    return F.conv2d(x, weight, bias, stride=tuple(stride), dilation=tuple(dilation), groups=groups)
+
+
 def per_sample_conv2d(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -113,25 +147,16 @@ def per_sample_conv2d(
     folded_input = x.reshape(1, batch * in_channels, *x.shape[2:])
     folded_weight = weight.reshape(batch * weight.shape[1], *weight.shape[2:])
     folded_bias = None if bias is None else bias.repeat(batch)
-    if transpose:
-        out = F.conv_transpose2d(
-            folded_input,
-            folded_weight,
-            folded_bias,
-            stride=tuple(stride),
-            output_padding=tuple(output_padding),
-            groups=batch,
-            dilation=tuple(dilation),
-        )
-    else:
-        out = F.conv2d(
-            folded_input,
-            folded_weight,
-            folded_bias,
-            stride=tuple(stride),
-            dilation=tuple(dilation),
-            groups=batch,
-        )
+    out = _conv2d(
+        folded_input,
+        folded_weight,
+        folded_bias,
+        stride,
+        dilation,
+        transpose,
+        output_padding,
+        groups=batch,
+    )
     return out.view(batch, -1, *out.shape[2:])
 
 
@@ -146,20 +171,8 @@ def per_sample_conv2d_ref(
     output_padding: Sequence[int] = (0, 0),
 ) -> torch.Tensor:
     """Plain twin of :func:`per_sample_conv2d`: one convolution per sample."""
-    outputs = []
-    for sample, kernels in zip(x.unbind(0), weight.unbind(0), strict=True):
-        if transpose:
-            out = F.conv_transpose2d(
-                sample[None],
-                kernels,
-                bias,
-                stride=tuple(stride),
-                output_padding=tuple(output_padding),
-                dilation=tuple(dilation),
-            )
-        else:
-            out = F.conv2d(
-                sample[None], kernels, bias, stride=tuple(stride), dilation=tuple(dilation)
-            )
-        outputs.append(out)
+    outputs = [
+        _conv2d(sample[None], kernels, bias, stride, dilation, transpose, output_padding)
+        for sample, kernels in zip(x.unbind(0), weight.unbind(0), strict=True)
+    ]
     return torch.cat(outputs, dim=0)
