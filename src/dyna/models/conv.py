@@ -64,7 +64,56 @@ def _first_stage(
     return F.max_pool2d(features, 2) if pool else features
 
 
-class DynamicConvClassifier(nn.Module):
+class _TwoConvClassifier(nn.Module):
+    """What both classifiers share: their arguments, the first convolution and the readout.
+
+    conv3x3(in_channels -> c1) -> ReLU -> [2x2 max-pool] -> :meth:`_second_conv` (c1 -> c2, the
+    subclass's) -> ReLU -> global average -> linear(c2 -> n_output). A subclass checks its own
+    arguments, then registers ``conv``, its second convolution and ``readout`` in that order
+    (the order of the random draws of the initialisation and of the state dict).
+    """
+
+    conv: nn.Conv2d
+    readout: nn.Linear
+    # The attributes extra_repr shows, in order.
+    _hyper_parameters: tuple[str, ...] = ("in_channels", "n_output", "channels", "pool")
+
+    def __init__(
+        self,
+        in_channels: int,
+        n_output: int,
+        channels: tuple[int, int],
+        pool: bool,
+        dtype: torch.dtype | None,
+    ) -> None:
+        super().__init__()
+        # nn.Conv2d would fail deep inside on an integer or complex parameter.
+        check_floating_dtype("dtype", dtype)
+        self.in_channels = check_positive_int("in_channels", in_channels)
+        self.n_output = check_positive_int("n_output", n_output)
+        self.channels = _check_channels(channels)
+        self.pool = check_bool("pool", pool)
+
+    def _second_conv(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, c1, H', W') first-stage features -> (B, c2, H', W'), before the ReLU."""
+        raise NotImplementedError
+
+    def reset_parameters(self) -> None:
+        """Re-initialise every part with its own default initialisation, in registration order."""
+        for part in self.children():
+            # Every part is a torch layer with its own reset_parameters.
+            part.reset_parameters()  # type: ignore[operator]
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        features = _first_stage(input, self.conv, self.readout.weight.dtype, self.pool)
+        features = F.relu(self._second_conv(features))
+        return self.readout(features.mean(dim=(2, 3)))
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{name}={getattr(self, name)!r}" for name in self._hyper_parameters)
+
+
+class DynamicConvClassifier(_TwoConvClassifier):
     """Static convolution, then a dynamic one (Möbius or Delta composer), then a linear readout.
 
     Args:
@@ -91,6 +140,8 @@ class DynamicConvClassifier(nn.Module):
         torch.Size([2, 10])
     """
 
+    _hyper_parameters = ("in_channels", "n_output", "channels", "context_length", "kind", "pool")
+
     def __init__(
         self,
         in_channels: int = 1,
@@ -102,16 +153,10 @@ class DynamicConvClassifier(nn.Module):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
-        super().__init__()
-        # nn.Conv2d would fail deep inside on an integer or complex parameter.
-        check_floating_dtype("dtype", dtype)
+        super().__init__(in_channels, n_output, channels, pool, dtype)
         factory_kwargs: dict[str, Any] = {"device": device, "dtype": dtype}
-        self.in_channels = check_positive_int("in_channels", in_channels)
-        self.n_output = check_positive_int("n_output", n_output)
-        self.channels = _check_channels(channels)
         self.context_length = check_positive_int("context_length", context_length)
         self.kind = check_choice("kind", kind, KINDS)
-        self.pool = check_bool("pool", pool)
         first, second = self.channels
         weight_dtype = dtype if dtype is not None else torch.get_default_dtype()
         self.conv = nn.Conv2d(self.in_channels, first, 3, padding=1, **factory_kwargs)
@@ -123,28 +168,12 @@ class DynamicConvClassifier(nn.Module):
         self.readout = nn.Linear(second, self.n_output, **factory_kwargs)
         self.reset_parameters()
 
-    def reset_parameters(self) -> None:
-        """Re-initialise every part with its own default initialisation."""
-        self.conv.reset_parameters()
-        self.context.reset_parameters()
-        self.dynamic_conv.reset_parameters()
-        self.readout.reset_parameters()
-
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
-        features = _first_stage(input, self.conv, self.readout.weight.dtype, self.pool)
+    def _second_conv(self, features: torch.Tensor) -> torch.Tensor:
         context = torch.tanh(self.context(features.mean(dim=(2, 3))))
-        features = F.relu(self.dynamic_conv(features, context))
-        return self.readout(features.mean(dim=(2, 3)))
-
-    def extra_repr(self) -> str:
-        return (
-            f"in_channels={self.in_channels}, n_output={self.n_output}, "
-            f"channels={self.channels}, context_length={self.context_length}, "
-            f"kind={self.kind!r}, pool={self.pool}"
-        )
+        return self.dynamic_conv(features, context)
 
 
-class StaticConvClassifier(nn.Module):
+class StaticConvClassifier(_TwoConvClassifier):
     """:class:`DynamicConvClassifier` with a static second convolution: the baseline.
 
     conv3x3(in_channels -> c1) -> ReLU -> [2x2 max-pool] -> conv3x3(c1 -> c2) -> ReLU ->
@@ -179,37 +208,16 @@ class StaticConvClassifier(nn.Module):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
-        super().__init__()
-        # nn.Conv2d would fail deep inside on an integer or complex parameter.
-        check_floating_dtype("dtype", dtype)
+        super().__init__(in_channels, n_output, channels, pool, dtype)
         factory_kwargs: dict[str, Any] = {"device": device, "dtype": dtype}
-        self.in_channels = check_positive_int("in_channels", in_channels)
-        self.n_output = check_positive_int("n_output", n_output)
-        self.channels = _check_channels(channels)
-        self.pool = check_bool("pool", pool)
         first, second = self.channels
         self.conv = nn.Conv2d(self.in_channels, first, 3, padding=1, **factory_kwargs)
         self.static_conv = nn.Conv2d(first, second, 3, padding=1, **factory_kwargs)
         self.readout = nn.Linear(second, self.n_output, **factory_kwargs)
         self.reset_parameters()
 
-    def reset_parameters(self) -> None:
-        """Re-initialise every layer with PyTorch's default initialisation."""
-        self.conv.reset_parameters()
-        self.static_conv.reset_parameters()
-        self.readout.reset_parameters()
-
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
-        features = F.relu(
-            self.static_conv(_first_stage(input, self.conv, self.readout.weight.dtype, self.pool))
-        )
-        return self.readout(features.mean(dim=(2, 3)))
-
-    def extra_repr(self) -> str:
-        return (
-            f"in_channels={self.in_channels}, n_output={self.n_output}, "
-            f"channels={self.channels}, pool={self.pool}"
-        )
+    def _second_conv(self, features: torch.Tensor) -> torch.Tensor:
+        return self.static_conv(features)
 
 
 def static_parameter_count(in_channels: int, n_output: int, channels: tuple[int, int]) -> int:
