@@ -59,7 +59,13 @@ def _check_step_inputs(drive: object, x: object, y: object, dt: object) -> float
 
 
 def _check_scan_inputs(
-    drive: object, weight: object, bias: object, dt: object, x0: object, y0: object
+    drive: object,
+    weight: object,
+    bias: object,
+    dt: object,
+    x0: object,
+    y0: object,
+    delay: object,
 ) -> float:
     """Shapes and types of a scan's tensors (no host synchronisation); returns ``dt``."""
     drive = check_floating_tensor("drive", drive)
@@ -81,7 +87,23 @@ def _check_scan_inputs(
                 f"{name} must have shape {shape} for drive of shape {tuple(drive.shape)}, "
                 f"got {tuple(tensor.shape)}"
             )
-    return check_real("dt", dt, minimum=0.0, strictly_greater=True)
+    dt = check_real("dt", dt, minimum=0.0, strictly_greater=True)
+    if delay is not None:
+        _check_delay(delay, n_units)
+        if bias is not None:
+            raise ValueError("bias must be None when delay is given (the delayed path has none)")
+    return dt
+
+
+def _history_length(delay: torch.Tensor | None, max_delay: int | None) -> int:
+    """Velocities a scan keeps readable: max(delay) + 1 with delays, 1 without.
+
+    Reading max(delay) synchronises with the device; a caller that knows it passes
+    ``max_delay``.
+    """
+    if delay is None:
+        return 1
+    return (int(delay.max()) if max_delay is None else max_delay) + 1
 
 
 def horn_step(
@@ -146,12 +168,8 @@ def horn_scan_ref(
     Same arguments and results as :func:`horn_scan`; each step is :func:`horn_step` on the drive
     ``drive_t + recurrent_scale * r_t`` and ordinary autograd differentiates it.
     """
-    dt = _check_scan_inputs(drive, weight, bias, dt, x0, y0)
+    dt = _check_scan_inputs(drive, weight, bias, dt, x0, y0, delay)
     n_units = drive.shape[-1]
-    if delay is not None:
-        _check_delay(delay, n_units)
-        if bias is not None:
-            raise ValueError("bias must be None when delay is given (the delayed path has none)")
     x, y = x0, y0
     xs, ys = [], []
     if delay is None:
@@ -162,7 +180,7 @@ def horn_scan_ref(
             ys.append(y)
         history_out = None
     else:
-        length = int(delay.max()) + 1 if max_delay is None else max_delay + 1
+        length = _history_length(delay, max_delay)
         if history is None:
             history = drive.new_zeros((length, *x0.shape))
         # Chronological list of readable velocities, oldest first: the last entry is yhat(t-1).
@@ -614,12 +632,8 @@ def horn_scan(
         (T, B, n), and with delays the history after the last step (L, B, n) (None without).
     """
     backend = check_backend(backend)
-    dt = _check_scan_inputs(drive, weight, bias, dt, x0, y0)
+    dt = _check_scan_inputs(drive, weight, bias, dt, x0, y0, delay)
     n_units = drive.shape[-1]
-    if delay is not None:
-        _check_delay(delay, n_units)
-        if bias is not None:
-            raise ValueError("bias must be None when delay is given (the delayed path has none)")
     if torch.compiler.is_compiling():
         if backend == "triton":
             logger.debug("horn_scan: under torch.compile the traceable horn_scan_ref runs")
@@ -640,9 +654,7 @@ def horn_scan(
             coefficient_like = drive.new_empty((), dtype=torch.float32)
         else:
             logger.debug("horn_scan: the torch path runs (%s)", reason)
-    history_length = 1  # velocities the scan keeps readable: max_delay + 1 with delays
-    if delay is not None:
-        history_length = (int(delay.max()) if max_delay is None else max_delay) + 1
+    history_length = _history_length(delay, max_delay)
     if drive.shape[0] == 0:
         history_out = None
         if delay is not None:
