@@ -24,19 +24,11 @@ import math
 import torch
 import torch.nn.functional as F
 
-from dyna._validation import check_bool, check_floating_tensor
+from dyna._validation import check_bool, check_floating_tensor, check_positive_int
 from dyna.functional._autograd import first_order_backward
 from dyna.functional._backend import check_backend, logger, use_triton
 
 PSI_MODES = ("identity", "sign", "resize1d", "resize2d", "resize2d_sign")
-
-
-def _check_key_size(key_size: object) -> int:
-    if isinstance(key_size, bool) or not isinstance(key_size, int):
-        raise TypeError(f"key_size must be an int, got {type(key_size).__name__}")
-    if key_size < 1:
-        raise ValueError(f"key_size must be >= 1, got {key_size}")
-    return key_size
 
 
 def resize1d(x: torch.Tensor, key_size: int) -> torch.Tensor:
@@ -53,7 +45,7 @@ def resize1d(x: torch.Tensor, key_size: int) -> torch.Tensor:
         - Output: (b, key_size).
     """
     check_floating_tensor("x", x)
-    key_size = _check_key_size(key_size)
+    key_size = check_positive_int("key_size", key_size)
     if x.dim() != 2:
         raise ValueError(f"resize1d needs a 2-D input x (b, n), got shape {tuple(x.shape)}")
     if x.shape[1] == key_size:
@@ -97,7 +89,7 @@ def resize2d(x: torch.Tensor, key_size: int) -> torch.Tensor:
         - Output: (b, key_size) or (b, c·h'·w').
     """
     check_floating_tensor("x", x)
-    key_size = _check_key_size(key_size)
+    key_size = check_positive_int("key_size", key_size)
     if x.dim() != 4 or x.shape[1] < 1:
         raise ValueError(
             f"resize2d needs a 4-D input x (b, c, h, w) with c >= 1, got shape {tuple(x.shape)}"
@@ -132,7 +124,7 @@ def psi(x: torch.Tensor, mode: str, key_size: int, normalize: bool = True) -> to
     check_floating_tensor("x", x)
     if mode not in PSI_MODES:
         raise ValueError(f"psi_fn must be one of {list(PSI_MODES)}, got {mode!r}")
-    key_size = _check_key_size(key_size)
+    key_size = check_positive_int("key_size", key_size)
     check_bool("normalize", normalize)
     if x.dim() < 2:
         raise ValueError(
