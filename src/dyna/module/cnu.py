@@ -52,25 +52,38 @@ class _CNULayer(CNUs):
 
     With ``shared_keys`` one unit (q = 1) holds whole weight matrices, (out, per_row) flattened;
     otherwise every output neuron or channel is its own unit (q = out) holding one row. A row is
-    the input features plus the bias column when there is one. The layer has set
-    ``shared_keys`` and ``key_mem_units`` before calling this.
+    the ``in_features`` input features plus the bias column when there is one. The layer calls
+    :meth:`_set_bank_arguments` among its own argument checks, then this.
     """
 
+    bias: bool
     shared_keys: bool
     key_mem_units: int
+
+    def _set_bank_arguments(
+        self, bias: object, shared_keys: object, key_mem_units: object, cnu_kwargs: dict
+    ) -> None:
+        """Check and keep the arguments that size the bank, the same for both layers.
+
+        It sets plain attributes only, so it may run before ``nn.Module.__init__``.
+        """
+        self.bias = check_bool("bias", bias)
+        self.shared_keys = check_bool("shared_keys", shared_keys)
+        self.key_mem_units = check_positive_int("key_mem_units", key_mem_units)
+        _check_cnu_kwargs(cnu_kwargs)
 
     def __init__(
         self,
         out: int,
-        per_row: int,
+        in_features: int,
         d: int,
         psi_fn: str,
-        *,
         device: torch.device | str | None,
         dtype: torch.dtype | None,
         backend: str | None,
-        **cnu_kwargs: Any,
+        cnu_kwargs: dict[str, Any],
     ) -> None:
+        per_row = in_features + (1 if self.bias else 0)
         q, u = (1, out * per_row) if self.shared_keys else (out, per_row)
         super().__init__(
             q=q,
@@ -136,10 +149,7 @@ class LinearCNU(_CNULayer):
     ) -> None:
         self.in_features = check_positive_int("in_features", in_features)
         self.out_features = check_positive_int("out_features", out_features)
-        self.bias = check_bool("bias", bias)
-        self.shared_keys = check_bool("shared_keys", shared_keys)
-        self.key_mem_units = check_positive_int("key_mem_units", key_mem_units)
-        _check_cnu_kwargs(cnu_kwargs)
+        self._set_bank_arguments(bias, shared_keys, key_mem_units, cnu_kwargs)
         d = in_features if key_size is None else check_positive_int("key_size", key_size)
         if psi_fn in ("identity", "sign") and d != in_features:
             raise ValueError(
@@ -151,17 +161,7 @@ class LinearCNU(_CNULayer):
                 f"psi_fn {psi_fn!r} needs 4-D input; LinearCNU takes 'identity', 'sign' or "
                 "'resize1d'"
             )
-        per_row = in_features + (1 if bias else 0)
-        super().__init__(
-            out_features,
-            per_row,
-            d,
-            psi_fn,
-            device=device,
-            dtype=dtype,
-            backend=backend,
-            **cnu_kwargs,
-        )
+        super().__init__(out_features, in_features, d, psi_fn, device, dtype, backend, cnu_kwargs)
 
     @torch.no_grad()
     def _reset_memories(self) -> None:
@@ -315,10 +315,7 @@ class Conv2dCNU(_CNULayer):
             padding_pair = self.padding = check_int_pair("padding", padding, minimum=0)
             pad = [padding_pair[1], padding_pair[1], padding_pair[0], padding_pair[0]]
         self._pad = tuple(pad)
-        self.bias = check_bool("bias", bias)
-        self.shared_keys = check_bool("shared_keys", shared_keys)
-        self.key_mem_units = check_positive_int("key_mem_units", key_mem_units)
-        _check_cnu_kwargs(cnu_kwargs)
+        self._set_bank_arguments(bias, shared_keys, key_mem_units, cnu_kwargs)
         if psi_fn == "resize1d":
             raise ValueError(
                 "psi_fn 'resize1d' needs 2-D input; Conv2dCNU takes 'resize2d', "
@@ -332,16 +329,8 @@ class Conv2dCNU(_CNULayer):
         else:
             d = check_positive_int("key_size", key_size)
         self.in_features = self.kernel_size[0] * self.kernel_size[1] * in_channels // groups
-        per_row = self.in_features + (1 if bias else 0)
         super().__init__(
-            out_channels,
-            per_row,
-            d,
-            psi_fn,
-            device=device,
-            dtype=dtype,
-            backend=backend,
-            **cnu_kwargs,
+            out_channels, self.in_features, d, psi_fn, device, dtype, backend, cnu_kwargs
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
