@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from dyna.functional._autograd import first_order_backward
+from dyna.functional._backend import check_backend, use_triton
 from dyna.functional.gradient_normalization import backward_gradient_normalization, default_bgn_eps
 
 
@@ -111,7 +112,7 @@ def _oriented_parts(
 
 
 def delta_oriented_fields(
-    modulation: torch.Tensor, weights: torch.Tensor, eps: float
+    modulation: torch.Tensor, weights: torch.Tensor, eps: float, *, backend: str | None = None
 ) -> torch.Tensor:
     """Per-sample filter bank of the Delta composer before its stabiliser.
 
@@ -121,6 +122,10 @@ def delta_oriented_fields(
             1 orientation), axis 4 (re, im).
         weights: (1, r, 2, 2, H, W, 2) filter bank: pair (z1, z2), part, H, W, (re, im).
         eps: added to |v_orient|^2 under the square root.
+        backend: ``None`` (the Triton kernels of
+            :mod:`dyna.functional.tensor_composer_delta_triton` for CUDA tensors), ``"torch"``
+            or ``"triton"``; see :mod:`dyna.functional._backend`. The kernels synthesise the
+            fields v on the fly, never storing them.
 
     Returns:
         (B, r, H, W): ``Re(v_value * conj(o))`` with ``o = BGN(v_orient / |v_orient|_eps)``
@@ -146,10 +151,19 @@ def delta_oriented_fields(
         ),
         dim=-2,
     )  # (B, r, part, comp, 4)
-    coefficients = coefficients.permute(1, 2, 3, 0, 4).reshape(rank * 2, 2 * batch, 4)
-    bias = modulation[:, :, 1].permute(1, 2, 3, 0).reshape(rank * 2, 2 * batch, 1)
     # (r, pair, part, H, W, comp) -> (r, part, (pair, comp), H*W)
     fields = weights[0].permute(0, 2, 1, 5, 3, 4).reshape(rank * 2, 4, n)
+    if use_triton("delta_oriented_fields", check_backend(backend), modulation):
+        from dyna.functional import tensor_composer_delta_triton as kernels
+
+        # (B, r, part, comp, 5): the four field weights and the bias beta.
+        affine = torch.cat((coefficients, modulation[:, :, 1].unsqueeze(-1)), dim=-1)
+        out = kernels.oriented_value(
+            affine.contiguous(), fields.view(rank, 2, 4, n), eps, default_bgn_eps()
+        )
+        return out.view(batch, rank, height, width)
+    coefficients = coefficients.permute(1, 2, 3, 0, 4).reshape(rank * 2, 2 * batch, 4)
+    bias = modulation[:, :, 1].permute(1, 2, 3, 0).reshape(rank * 2, 2 * batch, 1)
     v = torch.baddbmm(bias, coefficients, fields).view(rank, 2, 2, batch, n)
     return _OrientedValue.apply(v, eps, default_bgn_eps()).view(batch, rank, height, width)
 

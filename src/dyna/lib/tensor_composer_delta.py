@@ -186,7 +186,7 @@ class TensorComposerDelta(nn.Module):
         modulation = gated[:, : 12 * rank].reshape(batch, rank, 3, 2, 2)
 
         # Filter bank (B, r, H, W), stabilised along W.
-        bank = delta_oriented_fields(modulation, weights, self.eps)
+        bank = delta_oriented_fields(modulation, weights, self.eps, backend=self.backend)
         # The compressor's maths in one fused autograd node.
         bank = stabilize(bank, self.stabilizer.eps, self.stabilizer.leak, backend=self.backend)
         bank = bank.reshape(batch, rank, height * width)
