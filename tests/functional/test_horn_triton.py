@@ -155,8 +155,9 @@ def _compare(args, delay, rtol, reference_args=None, used=("x", "y", "history"),
         (4, 3, {"feedback": False, "bias": False}),
         (20, 17, {"feedback": True, "bias": True}),
         (40, 20, {"feedback": False, "bias": True}),
+        (100, 5, {"feedback": True, "bias": True}),
     ],
-    ids=["n4", "n4-no-v-no-bias", "n20-two-batch-tiles", "n40-no-v"],
+    ids=["n4", "n4-no-v-no-bias", "n20-two-batch-tiles", "n40-no-v", "n100-padded-to-128"],
 )
 def test_dense_scan_matches_reference(path, n, batch, options, request, kernel_calls):
     if path == "tiled":
@@ -247,6 +248,27 @@ def test_zero_steps(delay_name):
         else:
             assert mine.shape == theirs.shape
             torch.testing.assert_close(mine, theirs)
+
+
+def test_register_path_up_to_128_units_and_its_warp_band():
+    from dyna.functional import horn_triton
+
+    assert horn_triton._uses_registers(100, delayed=False)
+    assert horn_triton._uses_registers(128, delayed=False)
+    assert not horn_triton._uses_registers(129, delayed=False)
+    assert not horn_triton._uses_registers(16, delayed=True)
+    configs = [horn_triton._config(warps, BLOCK_B=16) for warps in (4, 8, 16)]
+    kept = {
+        padded: [c.num_warps for c in horn_triton._keep_spill_free_warps(configs, {}, N_PAD=padded)]
+        for padded in (16, 32, 64, 128)
+    }
+    assert kept == {16: [4, 8], 32: [4, 8], 64: [8], 128: [16]}
+    # None in the band: the nearest one is kept rather than none.
+    assert [
+        c.num_warps for c in horn_triton._keep_spill_free_warps(configs[:1], {}, N_PAD=128)
+    ] == [4]
+    # The register limit never exceeds the SM's file for the thread count.
+    assert all(c.maxnreg * 32 * c.num_warps <= 65536 for c in configs)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -28,11 +28,32 @@ Two kernel families, chosen by the hidden size n:
   velocity buffer, coalesced along the batch, and the backward gathers the later steps'
   pre-activation adjoints the same way.
 
-Everything accumulates in float32 and the buffers the backward reads are float32; the outputs
-come back in the input dtype. float32 dots use ``input_precision="ieee"`` unless
-``torch.backends.cuda.matmul.allow_tf32`` is set. Import this module only when a kernel runs:
-it imports triton, and Triton reads ``TRITON_INTERPRET`` when the kernels are defined.
-"""
+Where the threshold lies (figures from ptxas for sm_90, triton 3.5; no GPU timing went into
+them). The register path keeps W on chip and y in registers, so a step costs one product, a
+layout exchange through shared memory and the elementwise maths, with no global round trip and
+no CTA-wide barrier on the state; the tiled path rereads y and weight tiles from L1/L2 every
+step. Registers are the limit: the (N_PAD, N_PAD) float32 weight is 16 KB at 64 and 64 KB at
+128, a quarter of an SM's 256 KB register file, and 256 KB at 256, the whole of it. At N_PAD =
+128 the register kernels compile without spilling at 16 warps (at most 128 registers a thread,
+about 80 KB of shared memory for the layout exchanges, so two programs fit an SM); 8 warps
+spill with a bfloat16 weight in TF32. Hence ``REGISTER_PATH_MAX_UNITS = 128`` and the warp band
+of ``_register_warp_range``. Occupancy: a program owns 16 batch rows, the smallest ``tl.dot``
+side, and walks all T steps; programs of one batch cannot split n between them without a
+grid-wide barrier every step, so (784, 64, 64) runs 4 programs on 4 of the H200's 132 SMs and a
+step's latency, not throughput, sets the time. Wider batch tiles would only halve that count;
+more warps per program (up to 16) split the same 16 x n product finer and shorten the step,
+which is what the autotuner chooses between. From B = 16 * 132 rows on, every SM is busy.
+
+Precision. Everything accumulates in float32 and the buffers the backward reads are float32;
+the outputs come back in the input dtype. float32 products use ``input_precision="ieee"`` (full
+float32 on the FMA units, as torch's matmul with TF32 off), or ``"tf32"`` when
+``torch.backends.cuda.matmul.allow_tf32`` is set. IEEE is kept rather than "tf32x3" (three TF32
+tensor-core products, about float32 accuracy): the product is a 16-row tile, so the scan is
+bound by each step's latency, where three chained MMAs per K slice are unlikely to beat FMA by
+much (untimed), and with the forward's product carried between steps (see
+``_forward_registers_kernel``) IEEE compiles without spilling; the kernels then agree with the
+torch path to 1e-5 relative on the GPU too. Import this module only when a kernel runs: it
+imports triton, and Triton reads ``TRITON_INTERPRET`` when the kernels are defined."""
 
 from __future__ import annotations
 
@@ -48,9 +69,9 @@ from dyna.functional.horn import _previous_sum
 
 prepare_interpreter()
 
-# Padded n up to which the register kernels run; above it the tiled kernels (a (n, n) float32
-# weight at n = 128 would need 128 registers per thread at 4 warps and spill).
-REGISTER_PATH_MAX_UNITS = 64
+# Padded n up to which the register kernels run; above it the tiled kernels (see the module
+# docstring: a (256, 256) float32 weight alone would fill a whole SM's register file).
+REGISTER_PATH_MAX_UNITS = 128
 
 
 def _padded_units(n_units: int) -> int:
@@ -215,6 +236,12 @@ def _forward_registers_kernel(
     x = tl.load(x0_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
     y = tl.load(y0_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
     drive_next = tl.load(drive_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
+    # W y_{t-1} is formed at the end of the step that wrote y_{t-1} and carried into step t,
+    # not taken with acc=drive at the top of step t: with the velocity entering the loop as a
+    # dot operand, ptxas (sm_90, triton 3.5) gave the float32 FMA product of n = 64 a 3-5 KB
+    # stack frame and kilobytes of spills at 2-4 warps; carried as a product it needs 100-230
+    # registers and no local memory at 2-16 warps (n = 64). The last step's product goes unused.
+    recurrent = tl.dot(y, weight_t, input_precision=PRECISION)
     for step in range(steps):
         drive_now = drive_next
         # The next step's drive does not depend on the recurrence: load it before this step's
@@ -225,12 +252,13 @@ def _forward_registers_kernel(
             mask=mask,
             other=0.0,
         ).to(tl.float32)
-        pre = tl.dot(y, weight_t, acc=drive_now, input_precision=PRECISION)
+        pre = drive_now + recurrent
         if HAS_FEEDBACK:
             pre += feedback * x
         activation = _tanh(pre)
         y = retention * y - spring * x + gain * activation
         x = x + dt * y
+        recurrent = tl.dot(y, weight_t, input_precision=PRECISION)
         here = tl.cast(step, tl.int64) * step_stride + offsets
         tl.store(positions_ptr + here, x, mask=mask)
         tl.store(velocities_ptr + step_stride + here, y, mask=mask)
@@ -657,38 +685,80 @@ def _keep_fitting_tiles(configs: list, named_args: dict, **kwargs: Any) -> list:
     return [smallest]
 
 
+def _register_warp_range(padded_units: int) -> tuple[int, int]:
+    """Warps a register-path program may have at padded n: (fewest, most).
+
+    Fewest, N_PAD / 8: with fewer threads the (N_PAD, N_PAD) weight they hold crowds out the
+    rest (ptxas, sm_90: 4 warps at N_PAD = 64 take 254-255 registers and spill 8 bytes with a
+    bfloat16 weight in TF32; 8 warps at 128 spill 40). Most, max(8, N_PAD / 8): beyond it a
+    thread holds only a few of the 16 x N_PAD outputs and extra warps add barrier and
+    layout-exchange traffic. So 4-8 warps up to N_PAD = 32, 8 at 64, 16 at 128.
+    """
+    return max(1, padded_units // 8), max(8, padded_units // 8)
+
+
+def _keep_spill_free_warps(configs: list, named_args: dict, **kwargs: Any) -> list:
+    """Register-path configurations within :func:`_register_warp_range`; keep at least one."""
+    fewest, most = _register_warp_range(int(kwargs["N_PAD"]))
+    fitting = [config for config in configs if fewest <= config.num_warps <= most]
+    if fitting:
+        return fitting
+    return [min(configs, key=lambda config: abs(config.num_warps - fewest))]
+
+
 def _config(num_warps: int, **tiles: int) -> triton.Config:
-    return triton.Config(tiles, num_warps=num_warps, num_stages=1)
+    # Without a register limit ptxas sometimes caps a kernel far below the 255 a thread may have
+    # (80-128 registers at 8 warps) and spills a few bytes; naming the most the SM allows for
+    # this many threads lets it use them (the 65536-register file over 32 * num_warps threads).
+    registers = min(255, 65536 // (32 * num_warps))
+    return triton.Config(tiles, num_warps=num_warps, num_stages=1, maxnreg=registers)
 
 
-# Small lists: autotuning runs once per (n, batch) and counts in the first call's time. The
+# Every configuration below compiles without spilling for sm_90 (triton 3.5's ptxas) in float32
+# and bfloat16, with "ieee" and "tf32" products, at n in {16, 32, 64, 100, 128, 256, 1024},
+# with and without delays; tests/functional/test_kernels_compile.py checks the benchmark
+# shapes. Dropped for spilling: register programs of 1-2 warps (up to 1.3 KB), dense tiles of
+# 16 x 64 x 64 at 4 warps and of 32 x 64 x 64 or 32 x 128 x 32 at 8 warps (255 registers,
+# 300-800 bytes), and every delayed tile of 8 rows or with 16 x 32 x 16 at 8 warps or 16 x 16
+# x 16 at 4 warps (4-48 bytes; some only with a bfloat16 weight, one batch size or one history
+# flag: ptxas spills these few bytes at 72-128 registers, so only a compile finds them).
+# Small lists: autotuning runs once per shape and counts in the first call's time. The
 # interpreter gets one configuration (autotuning it would only cost time).
 if triton_interpreting():
     _REGISTER_CONFIGS = [_config(4, BLOCK_B=16)]
     _DENSE_TILED_CONFIGS = [_config(4, BLOCK_B=16, BLOCK_N=16, BLOCK_K=16)]
     _DELAYED_CONFIGS = [_config(4, BLOCK_B=8, BLOCK_N=16, BLOCK_K=16)]
 else:
-    _REGISTER_CONFIGS = [_config(w, BLOCK_B=16) for w in (2, 4, 8)]
+    # 16 rows, the smallest tl.dot side, give the most programs for a batch (see the module
+    # docstring on occupancy); more warps split the same tile's product finer.
+    _REGISTER_CONFIGS = [_config(w, BLOCK_B=16) for w in (4, 8, 16)]
     _DENSE_TILED_CONFIGS = [
-        _config(4, BLOCK_B=16, BLOCK_N=64, BLOCK_K=64),
+        _config(8, BLOCK_B=16, BLOCK_N=64, BLOCK_K=64),
         _config(8, BLOCK_B=16, BLOCK_N=128, BLOCK_K=32),
-        _config(8, BLOCK_B=32, BLOCK_N=64, BLOCK_K=64),
+        _config(4, BLOCK_B=16, BLOCK_N=64, BLOCK_K=32),
         _config(4, BLOCK_B=16, BLOCK_N=32, BLOCK_K=32),
     ]
     # The delayed gathers are contiguous along the batch: wider batch tiles coalesce better,
-    # narrower ones give more programs for small batches.
+    # 16 rows give more programs for small batches (8-row tiles would give more still, but
+    # spill). A gather holds BLOCK_B x BLOCK_N x BLOCK_K values with 64-bit addresses, 32-64
+    # of them per thread.
     _DELAYED_CONFIGS = [
-        _config(4, BLOCK_B=16, BLOCK_N=16, BLOCK_K=16),
-        _config(4, BLOCK_B=8, BLOCK_N=32, BLOCK_K=16),
-        _config(8, BLOCK_B=32, BLOCK_N=16, BLOCK_K=16),
-        _config(8, BLOCK_B=16, BLOCK_N=32, BLOCK_K=16),
+        _config(8, BLOCK_B=16, BLOCK_N=16, BLOCK_K=32),
+        _config(4, BLOCK_B=16, BLOCK_N=16, BLOCK_K=32),
+        _config(8, BLOCK_B=32, BLOCK_N=32, BLOCK_K=16),
+        _config(4, BLOCK_B=32, BLOCK_N=16, BLOCK_K=16),
     ]
 
-_TUNING_KEYS = ["n_units", "batch", "HAS_FEEDBACK"]
-_forward_registers = triton.autotune(_REGISTER_CONFIGS, key=_TUNING_KEYS)(_forward_registers_kernel)
-_backward_registers = triton.autotune(_REGISTER_CONFIGS, key=_TUNING_KEYS)(
-    _backward_registers_kernel
-)
+# PRECISION is a key: a configuration tuned for one product precision is not reused for the
+# other when allow_tf32 changes between calls.
+_TUNING_KEYS = ["n_units", "batch", "HAS_FEEDBACK", "PRECISION"]
+_register_prune = {"early_config_prune": _keep_spill_free_warps}
+_forward_registers = triton.autotune(
+    _REGISTER_CONFIGS, key=_TUNING_KEYS, prune_configs_by=_register_prune
+)(_forward_registers_kernel)
+_backward_registers = triton.autotune(
+    _REGISTER_CONFIGS, key=_TUNING_KEYS, prune_configs_by=_register_prune
+)(_backward_registers_kernel)
 _prune = {"early_config_prune": _keep_fitting_tiles}
 _forward_dense_tiled = triton.autotune(
     _DENSE_TILED_CONFIGS, key=_TUNING_KEYS, prune_configs_by=_prune
