@@ -8,11 +8,12 @@ import json
 import shutil
 
 import pytest
+import torch
 
 from dyna.cli import main
 from dyna.train.checkpoint import sidecar_checksum
 from tests.cli_refusal import assert_refused
-from tests.fake_mnist import write_mnist_folder
+from tests.fake_mnist import idx_bytes, write_mnist_folder
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +111,46 @@ def test_eval_on_mnist_of_another_image_size_is_refused(smnist_run, tmp_path):
         unchanged=[smnist_run, data],
         exit_code=2,
     )
+
+
+def _truncated_gz(folder):
+    data = write_mnist_folder(folder, 48, 16, gz=True)
+    path = data / "t10k-images-idx3-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:100])
+    return data, "t10k-images-idx3-ubyte.gz"
+
+
+def _count_mismatch(folder):
+    data = write_mnist_folder(folder, 48, 16)
+    path = data / "train-labels-idx1-ubyte"
+    path.write_bytes(idx_bytes(torch.arange(47) % 10))
+    return data, "48 images but 47 labels"
+
+
+def _missing(folder):
+    return folder / "nowhere", "does not exist"
+
+
+def _small_images(folder):
+    return write_mnist_folder(folder, 48, 16, test_size=20), "holds 20x20 images"
+
+
+@pytest.mark.parametrize("bad_data", [_missing, _truncated_gz, _count_mismatch, _small_images])
+def test_overwrite_with_bad_data_leaves_the_earlier_run_as_it_was(smnist_run, tmp_path, bad_data):
+    run = _copy(smnist_run, tmp_path)
+    (run / "notes.txt").write_text("mine")
+    data, named = bad_data(tmp_path / "bad")
+    arguments = ["train", "horn-smnist", "--data", str(data), *SMNIST_TINY, "--out", str(run)]
+    assert_refused([*arguments, "--overwrite"], [named], unchanged=[run], exit_code=2)
+
+
+def test_overwrite_with_good_data_replaces_the_run_and_keeps_other_files(digits_run, tmp_path):
+    run = _copy(digits_run, tmp_path)
+    (run / "notes.txt").write_text("mine")
+    (run / "eval.json").write_text("{}")
+    tiny = ["--set", "n_hidden=4", "--quiet", "--epochs", "1"]
+    assert main(["train", "horn-digits", *tiny, "--out", str(run), "--overwrite"]) == 0
+    assert json.loads((run / "config.json").read_text())["params"]["n_hidden"] == 4
+    assert (run / "notes.txt").read_text() == "mine"
+    assert not (run / "eval.json").exists()  # it described the replaced run
+    assert not list(run.glob(".replaced-run-*"))

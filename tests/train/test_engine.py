@@ -6,7 +6,6 @@ import pytest
 
 from dyna.experiments import ConfigError, get_experiment
 from dyna.train import RunOptions, run
-from dyna.train.launch import RUN_FILES, clear_run_folder, holds_run
 
 TINY = {"n_hidden": 8}
 
@@ -53,14 +52,3 @@ def test_run_checks_its_arguments(tmp_path):
     with pytest.raises(ConfigError, match="contradict"):
         run(experiment, {}, tmp_path, RunOptions(resume=True, overwrite=True))
     assert not any(tmp_path.iterdir())
-
-
-def test_clear_run_folder_removes_the_run_and_nothing_else(tmp_path):
-    for name in RUN_FILES:
-        (tmp_path / name).write_text("{}")
-    (tmp_path / "checkpoints").mkdir()
-    (tmp_path / "notes.txt").write_text("mine")
-    assert holds_run(tmp_path)
-    clear_run_folder(tmp_path)
-    assert not holds_run(tmp_path)
-    assert [path.name for path in tmp_path.iterdir()] == ["notes.txt"]

@@ -2,7 +2,7 @@
 
 It resolves the run's configuration (the experiment's defaults, a resumed run's saved values,
 then what ``params`` and ``options`` set), checks it before anything is written, prepares the
-run folder (refusing, or with ``overwrite`` emptying, one that holds a run) and hands the run to
+run folder (refusing, or with ``overwrite`` replacing, one that holds a run) and hands the run to
 the experiment's loop: :func:`dyna.train.trainer.train` for a supervised experiment, its runner
 for an online one.
 """
@@ -10,7 +10,6 @@ for an online one.
 from __future__ import annotations
 
 import importlib.util
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,14 +17,11 @@ from typing import TYPE_CHECKING, Any
 from dyna.train.checkpoint import list_checkpoints, write_json_atomic
 from dyna.train.config import TRAINING_OPTIONS, ConfigError, RunOptions, TrainConfig
 from dyna.train.distributed import resolve_device
+from dyna.train.run_folder import holds_run
 from dyna.train.trainer import config_differences, load_training_checkpoint, train
 
 if TYPE_CHECKING:
     from dyna.train.experiment import OnlineExperiment, SupervisedExperiment
-
-# What a supervised run writes into its folder; ``overwrite`` removes these and nothing else.
-RUN_FOLDERS = ("checkpoints", "metrics", "plots", "tensorboard")
-RUN_FILES = ("config.json", "summary.json", "model.safetensors")
 
 
 def saved_config(out: Path) -> dict[str, Any] | None:
@@ -34,19 +30,6 @@ def saved_config(out: Path) -> dict[str, Any] | None:
     if not found:
         return None
     return load_training_checkpoint(found[-1])[1]["config"]
-
-
-def holds_run(out: Path) -> bool:
-    """Whether ``out`` holds (part of) a supervised run."""
-    return (out / "config.json").exists() or (out / "checkpoints").exists()
-
-
-def clear_run_folder(out: Path) -> None:
-    """Remove what a supervised run wrote into ``out`` (other files stay)."""
-    for name in RUN_FOLDERS:
-        shutil.rmtree(out / name, ignore_errors=True)
-    for name in RUN_FILES:
-        (out / name).unlink(missing_ok=True)
 
 
 def _checked_device(device: str | None) -> str:
@@ -124,18 +107,20 @@ def run_supervised(
 ) -> dict[str, Any]:
     """Resolve the configuration, prepare the folder and train (see :func:`run`)."""
     config = resolve_config(experiment, params, out, options)
-    if not options.resume and holds_run(out):
-        if not options.overwrite:
-            raise ConfigError(
-                f"{out} already holds a run: add --resume to continue it, --overwrite to start "
-                f"over, or choose another --out"
-            )
-        clear_run_folder(out)
+    replace = not options.resume and holds_run(out)
+    if replace and not options.overwrite:
+        raise ConfigError(
+            f"{out} already holds a run: add --resume to continue it, --overwrite to start "
+            f"over, or choose another --out"
+        )
+    # With --overwrite the trainer replaces the old run only once the new one's data and model
+    # are built (see dyna.train.run_folder): a refused run leaves the old one as it was.
     return train(
         experiment,
         config,
         out,
         resume=options.resume,
+        replace=replace,
         quiet=options.quiet,
         tensorboard=options.tensorboard,
     )

@@ -16,6 +16,7 @@ gives exactly the single-process mean-loss gradient.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 from collections.abc import Mapping
@@ -59,6 +60,7 @@ from dyna.train.config import (
 )
 from dyna.train.display import TrainingDisplay
 from dyna.train.metrics import EPOCH_COLUMNS, STEP_COLUMNS, CSVLog
+from dyna.train.run_folder import replacing_run
 from dyna.train.sampler import GlobalBatchSampler
 
 if TYPE_CHECKING:
@@ -256,11 +258,16 @@ def train(
     out: str | Path,
     *,
     resume: bool = False,
+    replace: bool = False,
     quiet: bool = False,
     live: bool | None = None,
     tensorboard: bool = False,
 ) -> dict[str, Any]:
     """Train ``experiment`` with ``config`` into the run folder ``out``; returns the summary.
+
+    ``replace``: ``out`` holds a run to start over from; it is replaced only after the new
+    run's data and model are built, and kept if writing the new run's first files fails
+    (:func:`~dyna.train.run_folder.replacing_run`).
 
     Raises:
         TrainingInterrupted: after SIGINT, once a checkpoint is written.
@@ -272,7 +279,9 @@ def train(
     context = distributed.setup(config.device)
     finished = False
     try:
-        options = _Options(resume=resume, quiet=quiet, live=live, tensorboard=tensorboard)
+        options = _Options(
+            resume=resume, replace=replace, quiet=quiet, live=live, tensorboard=tensorboard
+        )
         summary = _train(experiment, config, Path(out), context, options)
         finished = True
         return summary
@@ -302,7 +311,7 @@ def _train(
     if checkpoint is not None:
         run.restore(*checkpoint)
     elif context.is_main:
-        run.create_folder()
+        run.create_folder(replace=options.replace)
     run.open_writer(options.tensorboard)
     with _Interrupt() as interrupt:
         while run.position.epoch < config.epochs:
@@ -323,6 +332,7 @@ class _Options:
     """How :func:`train` was asked to run (see its arguments)."""
 
     resume: bool
+    replace: bool
     quiet: bool
     live: bool | None
     tensorboard: bool
@@ -435,12 +445,17 @@ class _Run:
     def total_steps(self) -> int:
         return self.config.epochs * len(self.sampler)
 
-    def create_folder(self) -> None:
-        """A new run: its folder, ``config.json`` and the metrics files' headers (rank 0)."""
+    def create_folder(self, replace: bool) -> None:
+        """A new run: its folder, ``config.json`` and the metrics files' headers (rank 0).
+
+        ``replace``: the folder holds an old run, swapped for this one only now that the data
+        and the model are built (:func:`~dyna.train.run_folder.replacing_run`).
+        """
         self.out.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(self.files["config"], self.config.to_json())
-        self.steps_log.start()
-        self.epochs_log.start()
+        with replacing_run(self.out) if replace else contextlib.nullcontext():
+            write_json_atomic(self.files["config"], self.config.to_json())
+            self.steps_log.start()
+            self.epochs_log.start()
 
     def restore(self, tensors: dict[str, torch.Tensor], saved: dict[str, Any]) -> None:
         """Put a checkpoint's weights, optimizer, position, generators and metrics back."""
