@@ -79,3 +79,5 @@ case ",$extras," in
     ;;
 esac
 "$venv/bin/python" -c "import dyna, torch; print(f'setup: dyna {dyna.__version__}, torch {torch.__version__}')"
+# The commands are in the environment, not on PATH: the last line says how to reach them.
+echo "setup: to put dyna on PATH in this shell, run: source $venv/bin/activate"
