@@ -154,3 +154,13 @@ def test_overwrite_with_good_data_replaces_the_run_and_keeps_other_files(digits_
     assert (run / "notes.txt").read_text() == "mine"
     assert not (run / "eval.json").exists()  # it described the replaced run
     assert not list(run.glob(".replaced-run-*"))
+
+
+def test_data_is_refused_for_an_experiment_that_reads_none(digits_run, tmp_path):
+    out = tmp_path / "new"
+    named = "--data does not apply to horn-digits"
+    assert_refused(
+        ["train", "horn-digits", "--data", "/nope", "--out", str(out)], [named], exit_code=2
+    )
+    assert not out.exists()
+    assert_refused(["eval", str(digits_run), "--data", "/nope"], [named], unchanged=[digits_run])

@@ -61,6 +61,10 @@ def evaluate_checkpoint(
         raise CheckpointMismatch(
             f"checkpoint {sidecar} names {experiment.name}, which trains no model to evaluate"
         )
+    if data is not None and not experiment.needs_data:
+        raise ConfigError(
+            f"--data does not apply to {experiment.name}, which reads no data folder: drop --data"
+        )
     saved = dict(metadata.get("config") or {})
     if data is not None:
         saved["data"] = str(Path(data).resolve())

@@ -73,6 +73,12 @@ def resolve_config(
         merged = dict(saved.get("params", merged))
     merged.update(params)
     values.update(options.training)
+    if options.data is not None and not experiment.needs_data:
+        # Recorded in the config, an unused --data would say the run read data it never did.
+        raise ConfigError(
+            f"--data does not apply to {experiment.name}, which reads no data folder (its data "
+            f"ship with the package's dependencies): drop --data"
+        )
     data = options.data if options.data is not None else (saved or {}).get("data")
     if experiment.needs_data and data is None:
         raise ConfigError(
