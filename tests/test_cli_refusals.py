@@ -164,3 +164,15 @@ def test_data_is_refused_for_an_experiment_that_reads_none(digits_run, tmp_path)
     )
     assert not out.exists()
     assert_refused(["eval", str(digits_run), "--data", "/nope"], [named], unchanged=[digits_run])
+
+
+def test_a_checkpoint_of_another_model_names_the_keys_that_differ(digits_run, tmp_path):
+    run = _copy(digits_run, tmp_path)
+    _edit_sidecar(run, lambda metadata: metadata["config"]["params"].update(n_hidden=9), sign=True)
+    named = [
+        "does not fit the model of horn-digits",
+        "shapes h2o.weight (10, 8) for (10, 9), layers.0.h2h.bias (8,) for (9,)",
+    ]
+    resume = ["train", "horn-digits", "--out", str(run), "--resume", "--quiet"]
+    assert_refused(resume, named, unchanged=[run], exit_code=2)
+    assert_refused(["eval", str(run)], named, unchanged=[run], exit_code=2)

@@ -331,3 +331,24 @@ def test_train_config_refuses_what_cannot_train(field, value, message):
     arguments[field] = value
     with pytest.raises((TypeError, ValueError), match=message):
         TrainConfig(**arguments)
+
+
+def test_a_model_state_that_does_not_fit_names_every_key_that_differs():
+    from torch import nn
+
+    from dyna.train.checkpoint import CheckpointMismatch
+    from dyna.train.trainer import load_model_state
+
+    model = nn.Sequential(nn.Linear(2, 3), nn.Linear(3, 1))
+    tensors = {f"model.{key}": value for key, value in model.state_dict().items()}
+    tensors["model.0.weight"] = torch.zeros(4, 2)
+    tensors["model.2.weight"] = tensors.pop("model.1.weight")
+    tensors["optimizer.0.step"] = torch.zeros(())  # not the model's: ignored
+    with pytest.raises(CheckpointMismatch) as error:
+        load_model_state(model, tensors, "ck.json", "tiny")
+    message = str(error.value)
+    assert "checkpoint ck.json does not fit the model of tiny" in message
+    assert "missing 1.weight; unexpected 2.weight; shapes 0.weight (4, 2) for (3, 2)" in message
+    tensors = {f"model.{key}": value + 1 for key, value in model.state_dict().items()}
+    load_model_state(model, tensors, "ck.json", "tiny")
+    assert torch.equal(model[1].bias, tensors["model.1.bias"])

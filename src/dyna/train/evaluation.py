@@ -22,7 +22,7 @@ from dyna.train.checkpoint import (
 from dyna.train.config import ConfigError, TrainConfig
 from dyna.train.eval_noise import noisy_splits
 from dyna.train.experiment import Experiment, SupervisedExperiment
-from dyna.train.trainer import build, evaluate, load_training_checkpoint
+from dyna.train.trainer import build, evaluate, load_model_state, load_training_checkpoint
 
 
 def evaluate_checkpoint(
@@ -82,14 +82,7 @@ def evaluate_checkpoint(
     except ValueError as error:
         raise ConfigError(str(error)) from None
     dataset, model = build(experiment, config)
-    state = {name[6:]: t for name, t in tensors.items() if name.startswith("model.")}
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as error:
-        raise CheckpointMismatch(
-            f"checkpoint {sidecar} does not fit the model of {experiment.name} "
-            f"({str(error).splitlines()[0]})"
-        ) from None
+    load_model_state(model, tensors, sidecar, experiment.name)
     model.to(context.device)
     batch = batch_size or config.eval_batch_size
     say = report or (lambda line: None)

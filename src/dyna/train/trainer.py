@@ -168,6 +168,44 @@ def load_training_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor],
     return tensors, metadata
 
 
+def _listed(names: list[str], limit: int = 6) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def load_model_state(
+    model: nn.Module, tensors: Mapping[str, torch.Tensor], checkpoint: str | Path, name: str
+) -> None:
+    """Load a checkpoint's ``model.*`` tensors into ``model``, strictly.
+
+    Raises:
+        CheckpointMismatch: naming the missing and unexpected keys and the tensors whose shapes
+            differ (torch's own error lists them over many lines).
+    """
+    state = {
+        key[len("model.") :]: value for key, value in tensors.items() if key.startswith("model.")
+    }
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    reshaped = [
+        f"{key} {tuple(state[key].shape)} for {tuple(expected[key].shape)}"
+        for key in sorted(set(state) & set(expected))
+        if state[key].shape != expected[key].shape
+    ]
+    problems = [
+        f"{what} {_listed(keys)}"
+        for what, keys in (("missing", missing), ("unexpected", unexpected), ("shapes", reshaped))
+        if keys
+    ]
+    if problems:
+        raise CheckpointMismatch(
+            f"checkpoint {checkpoint} does not fit the model of {name} ({'; '.join(problems)}): "
+            f"it was written by another model or another version of it"
+        )
+    model.load_state_dict(state, strict=True)
+
+
 def learning_rate(config: TrainConfig, step: int, total_steps: int) -> float:
     """The learning rate of step ``step`` (0-based): a pure function of the step, so a resumed
     run needs no scheduler state. ``cosine``: lr * (1 + cos(pi * step / total)) / 2."""
@@ -459,13 +497,9 @@ class _Run:
 
     def restore(self, tensors: dict[str, torch.Tensor], saved: dict[str, Any]) -> None:
         """Put a checkpoint's weights, optimizer, position, generators and metrics back."""
-        model_state = {
-            name[len("model.") :]: tensor
-            for name, tensor in tensors.items()
-            if name.startswith("model.")
-        }
+        sidecar = list_checkpoints(self.files["checkpoints"])[-1]
+        load_model_state(self.model, tensors, sidecar, self.experiment.name)
         try:
-            self.model.load_state_dict(model_state, strict=True)
             self.optimizer.load_state_dict(unflatten_optimizer(tensors, saved["optimizer"]))
             self.position = Position(**saved["position"])
         except (RuntimeError, KeyError, TypeError, ValueError) as error:
