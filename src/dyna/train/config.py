@@ -54,13 +54,22 @@ class Param:
         words = self.type_name
         if self.choices:
             words += " in {" + ", ".join(self.choices) + "}"
-        if self.minimum is not None and self.maximum is not None:
-            words += f" in [{self.minimum:g}, {self.maximum:g}]"
-        elif self.minimum is not None:
-            words += f" >= {self.minimum:g}"
-        elif self.maximum is not None:
-            words += f" <= {self.maximum:g}"
+        low, high = self._bound_text(self.minimum), self._bound_text(self.maximum)
+        if low is not None and high is not None:
+            words += f" in [{low}, {high}]"
+        elif low is not None:
+            words += f" >= {low}"
+        elif high is not None:
+            words += f" <= {high}"
         return words
+
+    def _bound_text(self, bound: float | None) -> str | None:
+        """A bound as its parameter's type writes it: 4294967295 for an int, 1e-06 for a float."""
+        if bound is None:
+            return None
+        if self._element_type() is int and float(bound).is_integer():
+            return str(int(bound))
+        return f"{bound:g}"
 
     def _element_type(self) -> type:
         if isinstance(self.default, tuple):

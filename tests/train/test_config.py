@@ -1,0 +1,18 @@
+"""The --set parameters' descriptions, as `dyna list NAME` prints them."""
+
+from dyna.cli import main
+from dyna.train.config import Param
+
+
+def test_integer_ranges_are_written_as_integers():
+    assert Param(0, "seed", minimum=0, maximum=2**32 - 1).describe() == "int in [0, 4294967295]"
+    assert Param((1, 2), "seeds", minimum=0).describe() == "int,... >= 0"
+    assert Param(1.0, "step", minimum=1e-6).describe() == "float >= 1e-06"
+    assert Param(40.0, "delay", minimum=0.0, maximum=1e4).describe() == "float in [0, 10000]"
+
+
+def test_dyna_list_prints_no_float_notation_for_integers(capsys):
+    assert main(["list", "horn-smnist"]) == 0
+    out = capsys.readouterr().out
+    assert "structure_seed=0  [int in [0, 4294967295]]" in out
+    assert "e+" not in out
