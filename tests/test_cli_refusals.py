@@ -6,6 +6,10 @@ line on stderr without a traceback, naming the cause, and the run folders byte-i
 
 import json
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
@@ -176,3 +180,19 @@ def test_a_checkpoint_of_another_model_names_the_keys_that_differ(digits_run, tm
     resume = ["train", "horn-digits", "--out", str(run), "--resume", "--quiet"]
     assert_refused(resume, named, unchanged=[run], exit_code=2)
     assert_refused(["eval", str(run)], named, unchanged=[run], exit_code=2)
+
+
+@pytest.mark.parametrize("delay", [0.3, 0.8, 1.5])
+def test_ctrl_c_during_start_up_exits_130_in_one_line(tmp_path, delay):
+    # `python -m dyna train` spends its first seconds importing torch and reading the digits.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dyna", "train", "--quiet", "--out", str(tmp_path / "run")],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(delay)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=300)
+    assert "Traceback" not in stderr, stderr
+    assert process.returncode == 130, (process.returncode, stderr)
+    assert len(stderr.strip().splitlines()) == 1 and stderr.startswith("dyna: "), stderr

@@ -42,3 +42,20 @@ def test_import_is_cheap_and_exposes_version():
     ).split()
     assert re.fullmatch(r"\d+\.\d+\.\d+", version)
     assert dynamo_imported == "False"
+
+
+def test_import_dyna_defers_torch_until_a_name_is_used():
+    # The dyna command must start without importing torch (a Ctrl-C during that import would
+    # otherwise print a traceback); every public name still resolves, from its sub-package.
+    code = (
+        "import sys, dyna; before = 'torch' in sys.modules; "
+        "names = [getattr(dyna, name) for name in dyna.__all__]; "
+        "print(before, 'torch' in sys.modules, set(dir(dyna)) >= set(dyna.__all__))"
+    )
+    output = subprocess.check_output([sys.executable, "-c", code], text=True).split()
+    assert output == ["False", "True", "True"]
+    import dyna
+    import dyna.functional
+    import dyna.module
+
+    assert dyna.siglog is dyna.functional.siglog and dyna.HORNStep is dyna.module.HORNStep

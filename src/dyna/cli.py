@@ -336,6 +336,17 @@ def _eval(arguments: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``dyna`` command; returns the exit code."""
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:
+        # Ctrl-C before a run has started (while torch is imported, say): nothing to keep.
+        print("dyna: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    # Imported here, not at the top: importing them imports torch, which takes a second or two,
+    # and a Ctrl-C meanwhile must reach main's handler.
     from dyna.data.split import DataError
     from dyna.train.checkpoint import CheckpointError, CheckpointMismatch, DiskFullError
     from dyna.train.config import ConfigError
