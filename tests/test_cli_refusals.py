@@ -182,7 +182,7 @@ def test_a_checkpoint_of_another_model_names_the_keys_that_differ(digits_run, tm
     assert_refused(["eval", str(run)], named, unchanged=[run], exit_code=2)
 
 
-@pytest.mark.parametrize("delay", [0.3, 0.8, 1.5])
+@pytest.mark.parametrize("delay", [0.3, 0.8, 1.5, 2.5, 4.0])
 def test_ctrl_c_during_start_up_exits_130_in_one_line(tmp_path, delay):
     # `python -m dyna train` spends its first seconds importing torch and reading the digits.
     process = subprocess.Popen(

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 if TYPE_CHECKING:  # the registry and the engine are imported lazily: `dyna --help` stays fast
@@ -337,16 +340,32 @@ def _eval(arguments: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``dyna`` command; returns the exit code."""
     try:
+        previous = signal.signal(signal.SIGINT, _leave_at_once)
+    except ValueError:  # not the main thread: signals stay as they are
+        previous = None
+    try:
         return _run(argv)
-    except KeyboardInterrupt:
-        # Ctrl-C before a run has started (while torch is imported, say): nothing to keep.
-        print("dyna: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _leave_at_once(signum: int, frame: FrameType | None) -> None:
+    """SIGINT outside a training loop (which installs its own handler): exit 130 at once.
+
+    Before the loop there is nothing to save. Raising ``KeyboardInterrupt`` instead can land
+    inside an import (torch takes seconds) and leave a half-imported module, which library code
+    that catches broad exceptions then trips over with a traceback of its own. The writes that
+    must not be cut (replacing a run folder) defer SIGINT themselves.
+    """
+    sys.stderr.write("dyna: interrupted\n")
+    sys.stderr.flush()
+    os._exit(EXIT_INTERRUPTED)
 
 
 def _run(argv: Sequence[str] | None) -> int:
-    # Imported here, not at the top: importing them imports torch, which takes a second or two,
-    # and a Ctrl-C meanwhile must reach main's handler.
+    # Imported here, not at the top: they import torch, which takes a second or two, and a
+    # Ctrl-C meanwhile must find main's handler installed.
     from dyna.data.split import DataError
     from dyna.train.checkpoint import CheckpointError, CheckpointMismatch, DiskFullError
     from dyna.train.config import ConfigError

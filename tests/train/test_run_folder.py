@@ -44,3 +44,22 @@ def test_leftovers_of_a_killed_replacement_are_removed(tmp_path):
     with replacing_run(tmp_path):
         pass
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_ctrl_c_during_the_swap_waits_until_the_swap_is_done(tmp_path):
+    import os
+    import signal
+
+    _old_run(tmp_path)
+    calls = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: calls.append(signum))
+    try:
+        with replacing_run(tmp_path):
+            os.kill(os.getpid(), signal.SIGINT)
+            assert calls == []  # held
+            (tmp_path / "config.json").write_text("new")
+        assert calls == [signal.SIGINT]  # delivered once the new run has started
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert (tmp_path / "config.json").read_text() == "new"
+    assert not list(tmp_path.glob(".replaced-run-*"))

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,13 +42,38 @@ def _remove(path: Path) -> None:
 
 
 @contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C until the block is done, then act on it as the previous handler would."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received:
+            if callable(previous):
+                previous(signal.SIGINT, None)
+            elif previous == signal.SIG_DFL:
+                os.kill(os.getpid(), signal.SIGINT)
+
+
+@contextmanager
 def replacing_run(out: Path) -> Iterator[None]:
     """Set the run in ``out`` aside while the block writes a new run's first files.
 
     On success the old run is deleted; on any exception (``KeyboardInterrupt`` included) what
     the block wrote is removed and the old run is renamed back, then the exception propagates.
-    Leftovers of an earlier replacement killed with SIGKILL are removed first.
+    Leftovers of an earlier replacement killed with SIGKILL are removed first. A Ctrl-C is
+    held until the swap is complete, so it cannot leave the old run set aside.
     """
+    with _sigint_deferred():
+        yield from _replace(out)
+
+
+def _replace(out: Path) -> Iterator[None]:
     for leftover in out.glob(f"{_ASIDE_PREFIX}*") if out.is_dir() else ():
         shutil.rmtree(leftover, ignore_errors=True)
     names = _entries(out)
