@@ -49,10 +49,13 @@ QUICK_ARGUMENTS: dict[str, tuple[str, ...]] = {
     "continual": ("--steps", "50", "--num-train", "200", "--repeats", "3"),
 }  # fmt: skip
 
-Row = tuple[str, str, float, float]
+# (script, case, our seconds, the baseline's seconds), and a row of the table: the same and the
+# intra-op threads the script ran with.
+Timing = tuple[str, str, float, float]
+Row = tuple[str, str, float, float, int]
 
 
-def table_rows(name: str, rows: Sequence) -> list[Row]:
+def table_rows(name: str, rows: Sequence) -> list[Timing]:
     """A script's rows as (script, case, ours seconds, baseline seconds)."""
     table = []
     for row in rows:
@@ -79,22 +82,28 @@ def run_scripts(
         print(f"running benchmarks/{name}.py {' '.join(argv)}", file=sys.stderr, flush=True)
         with contextlib.redirect_stdout(sys.stdout if verbose else io.StringIO()):
             rows = module.main(argv)
-        table.extend(table_rows(name, rows))
+        # Read before restoring: a script may set its own count (compact_spectral uses one).
+        used = torch.get_num_threads()
+        table.extend((*row, used) for row in table_rows(name, rows))
         torch.set_num_threads(default_threads)
     return table
 
 
 def format_ratios(table: Sequence[Row]) -> str:
-    """The table of ratios, with a last line naming torch, the threads and the allocator."""
-    width = max([len("case"), *(len(case) for _, case, _, _ in table)])
-    lines = [f"{'script':<16} {'case':<{width}} {'ours ms':>10} {'base ms':>10} {'ratio':>7}"]
-    for name, case, ours, base in table:
+    """The table of ratios, each row with its threads, and a last line naming torch and the
+    allocator."""
+    width = max([len("case"), *(len(case) for _, case, _, _, _ in table)])
+    lines = [
+        f"{'script':<16} {'case':<{width}} {'ours ms':>10} {'base ms':>10} {'ratio':>7} threads"
+    ]
+    for name, case, ours, base, threads in table:
         lines.append(
-            f"{name:<16} {case:<{width}} {ours * 1e3:10.4f} {base * 1e3:10.4f} {ours / base:7.2f}"
+            f"{name:<16} {case:<{width}} {ours * 1e3:10.4f} {base * 1e3:10.4f} "
+            f"{ours / base:7.2f} {threads:>7}"
         )
     lines.append(
-        f"ratio = ours / baseline (below 1: DyNA is faster); torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, {allocator_setting()}"
+        f"ratio = ours / baseline (below 1: DyNA is faster); threads: torch's intra-op threads "
+        f"each script ran with; torch {torch.__version__}, {allocator_setting()}"
     )
     return "\n".join(lines)
 

@@ -59,3 +59,18 @@ def test_runner_works_from_another_directory(tmp_path):
         timeout=300,
     )
     assert result.returncode == 0 and "--only" in result.stdout
+
+
+def test_each_row_names_the_threads_its_script_ran_with(capsys):
+    # compact_spectral sets one thread itself, whatever the runner was given; the runner's
+    # own count is restored after each script, so it cannot be what the table reports.
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        rows = _runner().main(["--only", "functional", "compact_spectral"])
+    finally:
+        torch.set_num_threads(threads)
+    by_script = {name: used for name, _, _, _, used in rows}
+    assert by_script == {"functional": 2, "compact_spectral": 1}
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].endswith("threads")
