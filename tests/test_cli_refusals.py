@@ -196,3 +196,12 @@ def test_ctrl_c_during_start_up_exits_130_in_one_line(tmp_path, delay):
     assert "Traceback" not in stderr, stderr
     assert process.returncode == 130, (process.returncode, stderr)
     assert len(stderr.strip().splitlines()) == 1 and stderr.startswith("dyna: "), stderr
+
+
+def test_eval_of_a_file_that_is_not_a_checkpoint_never_advises_deleting_it(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    line = assert_refused(
+        ["eval", str(notes)], [f"{notes} is not a checkpoint"], unchanged=[tmp_path], exit_code=1
+    )
+    assert "delete" not in line and "corrupt" not in line
