@@ -25,7 +25,10 @@ from dyna.train.launch import resolve_config
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 PLACEHOLDERS = {"EXPERIMENT": "horn-smnist", "SEED": "0"}
-_COMMAND = re.compile(r"^(?:dyna|python -m dyna|torchrun(?: --?[\w-]+(?:[ =]\S+)?)* -m dyna) ")
+_COMMAND = re.compile(
+    r"^(?:dyna|python -m dyna|(?:torchrun|python -m torch\.distributed\.run)"
+    r"(?: --?[\w-]+(?:[ =]\S+)?)* -m dyna) "
+)
 
 
 def _fenced_commands() -> list[tuple[str, str]]:
@@ -46,7 +49,7 @@ COMMANDS = _fenced_commands()
 def test_the_pages_show_commands_of_every_kind():
     kinds = {re.sub(_COMMAND, "", command).split()[0] for _, command in COMMANDS}
     assert {"list", "train", "eval"} <= kinds
-    assert any(command.startswith("torchrun") for _, command in COMMANDS)
+    assert any("torch.distributed.run" in command for _, command in COMMANDS)
 
 
 @pytest.mark.parametrize(("page", "command"), COMMANDS, ids=[c for _, c in COMMANDS])
