@@ -254,7 +254,14 @@ def _list(arguments: argparse.Namespace) -> int:
         experiment = _experiment(arguments.experiment)
         print(f"{experiment.name} ({experiment.kind}): {experiment.description}")
         if experiment.needs_data:
-            print("  needs --data DIR (a standard MNIST folder of IDX files)")
+            from dyna.data.mnist import IMAGE_SHAPE
+
+            height, width = IMAGE_SHAPE
+            print(
+                f"  needs --data DIR: a standard MNIST folder of IDX files, {height}x{width} "
+                f"images, at least one test image and more training images than --set "
+                f"validation holds out (where the experiment has it)"
+            )
         defaults = experiment.option_defaults()
         if defaults:
             print("  training defaults:")

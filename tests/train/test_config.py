@@ -16,3 +16,10 @@ def test_dyna_list_prints_no_float_notation_for_integers(capsys):
     out = capsys.readouterr().out
     assert "structure_seed=0  [int in [0, 4294967295]]" in out
     assert "e+" not in out
+
+
+def test_dyna_list_states_what_an_mnist_experiment_needs(capsys):
+    assert main(["list", "dynconv-mnist"]) == 0
+    assert "needs --data DIR: a standard MNIST folder of IDX files, 28x28 images" in (
+        capsys.readouterr().out
+    )
