@@ -39,7 +39,7 @@ from dyna._validation import (
     check_positive_int,
     check_real,
 )
-from dyna.functional._backend import check_backend
+from dyna.functional._backend import check_backend, use_triton
 from dyna.functional.cnu import PSI_MODES, cnu_blend_weights, psi
 
 logger = logging.getLogger("dyna.cnu")
@@ -94,8 +94,9 @@ class CNUs(nn.Module):
         dtype: dtype of the floating parameters and buffers (default: torch's default dtype);
             the counters stay float32 for bfloat16/float16.
         backend: ``None`` (default: Triton kernels for CUDA tensors where the layer has them),
-            ``"torch"`` or ``"triton"``; see :mod:`dyna.functional._backend`. The layers use it
-            for their output blend; the key path runs in torch.
+            ``"torch"`` or ``"triton"``; see :mod:`dyna.functional._backend`. It chooses the
+            key path (with ``upd_k="ad_hoc_WTA"`` and ``debug`` off: attention, top-δ and the
+            online step as one kernel) and the layers' output blend.
 
     Parameters and buffers (names and shapes as the reference, so state dicts load both ways):
     ``M`` (q, m, u) Parameter; ``K`` (q, m, d), a buffer with ad_hoc_WTA, else a Parameter;
@@ -303,6 +304,8 @@ class CNUs(nn.Module):
             # call keeps the keys it saw).
             self.K.data = F.normalize(self.K.data, p=2.0, dim=2, eps=1e-12)
         z = psi(x, self.psi_fn, key_size=self.d, normalize=True)
+        if self.online_keys and not self.debug and use_triton("cnu_key_step", self.backend, z):
+            return self._fused_key_step(z)
         responses, indices = self._top_k(z)
         if self.debug:
             with torch.no_grad():
@@ -315,6 +318,33 @@ class CNUs(nn.Module):
             with torch.no_grad():
                 return CNUAttention(*self._update_keys_and_counters(z, responses, indices))
         return CNUAttention(responses, indices, self._softmax(responses))
+
+    def _fused_key_step(self, z: torch.Tensor) -> CNUAttention:
+        """The attention and, in training, the online step as one Triton kernel.
+
+        Same results as the torch path to rounding (same indices, counters equal); see
+        :mod:`dyna.functional.cnu_key_triton`. The torch path below is the specification.
+        """
+        from dyna.functional import cnu_key_triton
+
+        with torch.no_grad():
+            responses, indices, weights = cnu_key_triton.cnu_key_step(
+                z.contiguous(),
+                self.K,
+                self.M,
+                self.mu,
+                self.eta,
+                self.scrambling_count,
+                self.delta,
+                self._scale(),
+                float(self.beta_k),
+                float(self.tau_alpha),
+                float(self.tau_mu),
+                float(self.tau_eta),
+                self.training,
+                self.scramble,
+            )
+        return CNUAttention(responses.to(z.dtype), indices, weights.to(z.dtype))
 
     def _update_keys_and_counters(
         self, z: torch.Tensor, responses: torch.Tensor, indices: torch.Tensor
