@@ -6,6 +6,8 @@ kernel runs in Triton's interpreter on CPU tensors (the root conftest sets
 ``TRITON_INTERPRET``).
 """
 
+import logging
+
 import pytest
 import torch
 
@@ -108,3 +110,22 @@ def test_layer_bfloat16_key_step_close_to_torch(device):
     assert got.dtype == torch.bfloat16
     torch.testing.assert_close(got.float(), expected.float(), rtol=3e-2, atol=5e-2)
     assert torch.equal(layers["triton"].eta, layers["torch"].eta)
+
+
+@pytest.mark.skipif(not INTERPRETING, reason="forces the kernels on CPU tensors")
+def test_debug_and_many_keys_take_the_torch_path(caplog):
+    x = _stream(1, 3, 6, "cpu")[0]
+    for kwargs in ({"debug": True}, {"m": 300}):
+        settings = {"q": 1, "d": 6, "m": 5, "u": 2, "delta": 2, "debug": False} | kwargs
+        banks = {}
+        for backend in BACKENDS:
+            torch.manual_seed(3)
+            banks[backend] = CNUs(**settings, backend=backend)
+        with caplog.at_level(logging.DEBUG, logger="dyna.backend"):
+            got = banks["triton"].attention(x)
+        assert "cnu_key_step" in caplog.text
+        caplog.clear()
+        expected = banks["torch"].attention(x)
+        # The torch path itself: bit for bit.
+        assert torch.equal(got.responses, expected.responses)
+        assert torch.equal(banks["triton"].K, banks["torch"].K)

@@ -27,6 +27,7 @@ import torch
 import dyna.functional._backend as backend
 from dyna.functional import cnu_triton, horn_triton, tensor_composer_mobius_triton  # real kernels
 from dyna.functional import signal_stabilization_triton, tensor_composer_delta_triton
+from dyna.functional import cnu_key_triton
 from dyna.functional import cnu_linear, horn_scan
 from tests.kernel_compile import CompileOnly
 
@@ -62,6 +63,15 @@ def cnu(batch, in_features, out_features, m, k):
     out.sum().backward()
 
 
+def cnu_keys(batch, q, m, d, k):
+    z = torch.nn.functional.normalize(torch.randn(batch, d), dim=1)
+    keys = torch.nn.functional.normalize(torch.randn(q, m, d), dim=2)
+    memories = torch.randn(q, m, 4)
+    counters = [torch.zeros(q, m), torch.full((q, m), 100.0), torch.zeros(q, dtype=torch.int64)]
+    cnu_key_triton.cnu_key_step(z, keys, memories, *counters, k, 0.1, 1e-3, 0.5, 100.0, 100.0,
+                                True, True)
+
+
 def mobius(batch, subspaces, height, width):
     shapes = [(batch, subspaces, height, 2), (batch, subspaces, width, 2),
               (subspaces, height, width), (subspaces, height, width)]
@@ -83,7 +93,7 @@ def oriented(batch, rank, height, width):
 
 case = json.loads(sys.argv[1])
 with CompileOnly(capability=90) as compiled:
-    {"horn": horn, "cnu": cnu, "mobius": mobius, "stabilize": stabilize,
+    {"horn": horn, "cnu": cnu, "cnu_keys": cnu_keys, "mobius": mobius, "stabilize": stabilize,
      "oriented": oriented}[case["op"]](*case["args"])
 for launch in compiled.launches:
     print(json.dumps({"kernel": launch.kernel, "shared": launch.shared_bytes,
@@ -109,6 +119,9 @@ CASES = [
     ("horn", [64, 64, True, "bfloat16"]),
     ("cnu", [64, 512, 256, 16, 2]),
     ("cnu", [64, 512, 256, 64, 4]),
+    ("cnu_keys", [64, 1, 16, 512, 2]),  # the benchmark's LinearCNU(512, 256), shared keys
+    ("cnu_keys", [1024, 1, 64, 512, 4]),
+    ("cnu_keys", [64, 256, 16, 512, 2]),  # unshared keys: one program per output
     ("mobius", [32, 4, 64, 64]),
     ("oriented", [32, 4, 192, 192]),  # the Delta bank of a 64 -> 64 3x3 convolution
     ("stabilize", [32, 4, 192, 192]),  # the Delta bank of a 64 -> 64 3x3 convolution
@@ -118,7 +131,7 @@ CASES = [
 
 # Ops whose kernels must not spill registers at these shapes, whatever configuration their
 # autotuner keeps.
-NO_SPILL = {"horn", "stabilize", "oriented"}
+NO_SPILL = {"horn", "stabilize", "oriented", "cnu_keys"}
 
 
 def _compile(op: str, args: list) -> list[dict]:

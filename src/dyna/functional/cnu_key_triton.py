@@ -38,6 +38,8 @@ prepare_interpreter()
 _BATCH_BLOCK = 32
 _KEY_BLOCK = 64
 _MEMORY_BLOCK = 1024
+# Eight warps: with four, the phases' tiles need more than 255 registers a thread and spill.
+_WARPS = 8
 
 
 @triton.jit
@@ -331,6 +333,7 @@ def cnu_key_step(
     responses = torch.empty(b, q, delta, device=z.device, dtype=torch.float32)
     indices = torch.empty(b, q, delta, device=z.device, dtype=torch.int64)
     weights = torch.empty_like(responses)
+    key_block = max(16, triton.next_power_of_2(m))
     if b:
         _cnu_key_step_kernel[(q,)](
             z,
@@ -357,9 +360,11 @@ def cnu_key_step(
             SLOTS=delta,
             BLOCK_SLOTS=triton.next_power_of_2(delta),
             BLOCK_B=_BATCH_BLOCK,
-            BLOCK_M=max(16, triton.next_power_of_2(m)),
-            BLOCK_D=_KEY_BLOCK,
+            BLOCK_M=key_block,
+            # Narrower column tiles for many keys keep the (keys, columns) tiles in registers.
+            BLOCK_D=max(16, _KEY_BLOCK * 32 // max(32, key_block)),
             BLOCK_U=_MEMORY_BLOCK,
+            num_warps=_WARPS,
         )
     return responses, indices, weights
 

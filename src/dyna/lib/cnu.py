@@ -40,12 +40,15 @@ from dyna._validation import (
     check_real,
 )
 from dyna.functional._backend import check_backend, use_triton
+from dyna.functional._backend import logger as backend_logger
 from dyna.functional.cnu import PSI_MODES, cnu_blend_weights, psi
 
 logger = logging.getLogger("dyna.cnu")
 
 UPD_M_MODES = (None, "WTA")
 UPD_K_MODES = (None, "ad_hoc_WTA", "grad_WTA")
+# Most keys per unit the fused key-path kernel takes (one register tile of keys).
+FUSED_KEY_LIMIT = 256
 
 
 class CNUAttention(NamedTuple):
@@ -304,7 +307,7 @@ class CNUs(nn.Module):
             # call keeps the keys it saw).
             self.K.data = F.normalize(self.K.data, p=2.0, dim=2, eps=1e-12)
         z = psi(x, self.psi_fn, key_size=self.d, normalize=True)
-        if self.online_keys and not self.debug and use_triton("cnu_key_step", self.backend, z):
+        if self._use_fused_key_step(z):
             return self._fused_key_step(z)
         responses, indices = self._top_k(z)
         if self.debug:
@@ -318,6 +321,20 @@ class CNUs(nn.Module):
             with torch.no_grad():
                 return CNUAttention(*self._update_keys_and_counters(z, responses, indices))
         return CNUAttention(responses, indices, self._softmax(responses))
+
+    def _use_fused_key_step(self, z: torch.Tensor) -> bool:
+        if not self.online_keys or not use_triton("cnu_key_step", self.backend, z):
+            return False
+        if self.debug or self.m > FUSED_KEY_LIMIT:
+            # The kernel holds a unit's keys in one tile and does not count debug wins.
+            backend_logger.debug(
+                "cnu_key_step: debug=%s, m = %d (at most %d fused) runs on the torch path",
+                self.debug,
+                self.m,
+                FUSED_KEY_LIMIT,
+            )
+            return False
+        return True
 
     def _fused_key_step(self, z: torch.Tensor) -> CNUAttention:
         """The attention and, in training, the online step as one Triton kernel.
