@@ -11,7 +11,8 @@ compare against.
   The per-sample complex coefficients are constant over the field, so ``v`` is one batched
   matrix product of the coefficients with the parameter fields.
 - :func:`delta_decorrelate_mix`: the repulsion between filters, the straight-through penalty,
-  the eps lift, the filter noise and the rank mixture, with a backward on small factors.
+  the eps lift, the filter noise and the rank mixture, with a backward on small factors
+  (Triton kernels in :mod:`dyna.functional.tensor_composer_delta_mix_triton`).
 - :func:`lift_small` and :func:`std_mean_last`: the eps lift and an overflow-safe std.
 
 The stabiliser between the two stages is :func:`dyna.functional.signal_stabilization.stabilize`.
@@ -25,7 +26,7 @@ from typing import Any
 import torch
 
 from dyna.functional._autograd import first_order_backward
-from dyna.functional._backend import check_backend, use_triton
+from dyna.functional._backend import check_backend, logger, use_triton
 from dyna.functional.gradient_normalization import backward_gradient_normalization, default_bgn_eps
 
 
@@ -328,6 +329,8 @@ def delta_decorrelate_mix(
     penalty_strength: float,
     noise_strength: float,
     eps: float,
+    *,
+    backend: str | None = None,
 ) -> torch.Tensor:
     """The Delta composer's decorrelation, eps lift, filter noise and rank mixture, fused.
 
@@ -340,10 +343,31 @@ def delta_decorrelate_mix(
         penalty_strength: lambda of the straight-through penalty ``mean_j G_ij^2`` (adds 0).
         noise_strength: sigma_w: ``f += sigma_w (noise (std(f) + eps) + mean(f))`` over N.
         eps: the lift ``|f| < eps -> sign(f) eps`` (straight-through) and the std guard.
+        backend: ``None`` (the Triton kernels of
+            :mod:`dyna.functional.tensor_composer_delta_mix_triton` for CUDA tensors),
+            ``"torch"`` or ``"triton"``; see :mod:`dyna.functional._backend`. The kernels read
+            the bank twice (the Gram matrix, then the filters and their mixture) and the noise
+            once; ranks above 16 run the torch path (logged at debug level).
 
     Returns:
         (B, N): ``sum_k pi[b, k] f[b, k]``. See :func:`delta_decorrelate_mix_ref`.
     """
+    if use_triton("delta_decorrelate_mix", check_backend(backend), bank):
+        from dyna.functional import tensor_composer_delta_mix_triton as kernels
+
+        if bank.dim() == 3 and bank.shape[1] <= kernels.MAX_RANK:
+            out, _, _ = kernels.decorrelate_mix(
+                bank.contiguous(),
+                mixing.contiguous(),
+                None if noise is None else noise.contiguous(),
+                repulsion,
+                penalty_strength,
+                noise_strength,
+                eps,
+                default_bgn_eps(),
+            )
+            return out
+        logger.debug("delta_decorrelate_mix: the torch path takes shape %s", tuple(bank.shape))
     return _DecorrelateMix.apply(
         bank, mixing, noise, repulsion, penalty_strength, noise_strength, eps, default_bgn_eps()
     )

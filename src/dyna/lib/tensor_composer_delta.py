@@ -225,6 +225,7 @@ class TensorComposerDelta(nn.Module):
             self.similarity_penalty_strength,
             self.weights_noise_strength,
             self.eps,
+            backend=self.backend,
         )
         return out.view(batch, height, width).to(input_dtype)
 
