@@ -27,7 +27,7 @@ import torch
 import dyna.functional._backend as backend
 from dyna.functional import cnu_triton, horn_triton, tensor_composer_mobius_triton  # real kernels
 from dyna.functional import signal_stabilization_triton, tensor_composer_delta_triton
-from dyna.functional import cnu_key_triton
+from dyna.functional import cnu_key_triton, tensor_composer_delta_mix_triton
 from dyna.functional import cnu_linear, horn_scan
 from tests.kernel_compile import CompileOnly
 
@@ -91,10 +91,20 @@ def oriented(batch, rank, height, width):
     out.sum().backward()
 
 
+def decorrelate(batch, rank, n, noisy):
+    bank = torch.randn(batch, rank, n, requires_grad=True)
+    mixing = torch.softmax(torch.randn(batch, rank), -1).requires_grad_()
+    noise = torch.randn(batch, rank, n) if noisy else None
+    out, _, _ = tensor_composer_delta_mix_triton.decorrelate_mix(
+        bank, mixing, noise, 0.05, 0.1, 0.01, 1e-12, 1e-6
+    )
+    out.sum().backward()
+
+
 case = json.loads(sys.argv[1])
 with CompileOnly(capability=90) as compiled:
     {"horn": horn, "cnu": cnu, "cnu_keys": cnu_keys, "mobius": mobius, "stabilize": stabilize,
-     "oriented": oriented}[case["op"]](*case["args"])
+     "oriented": oriented, "decorrelate": decorrelate}[case["op"]](*case["args"])
 for launch in compiled.launches:
     print(json.dumps({"kernel": launch.kernel, "shared": launch.shared_bytes,
                       "registers": launch.registers, "spill": launch.spill_store_bytes,
@@ -125,13 +135,15 @@ CASES = [
     ("mobius", [32, 4, 64, 64]),
     ("oriented", [32, 4, 192, 192]),  # the Delta bank of a 64 -> 64 3x3 convolution
     ("stabilize", [32, 4, 192, 192]),  # the Delta bank of a 64 -> 64 3x3 convolution
+    ("decorrelate", [32, 4, 192 * 192, True]),  # the same bank, training mode
+    ("decorrelate", [32, 16, 192 * 192, False]),  # the largest rank the kernels take
     ("stabilize", [2, 4, 3, 4000]),  # the widest rows the kernels take: one row per program
 ]
 
 
 # Ops whose kernels must not spill registers at these shapes, whatever configuration their
 # autotuner keeps.
-NO_SPILL = {"horn", "stabilize", "oriented", "cnu_keys"}
+NO_SPILL = {"horn", "stabilize", "oriented", "cnu_keys", "decorrelate"}
 
 
 def _compile(op: str, args: list) -> list[dict]:

@@ -84,7 +84,7 @@ def test_decorrelate_mix_kernel_lifts_small_values_and_keeps_a_zero_gradient_sam
         results.append((out, *torch.autograd.grad(out, leaves, grad)))
     for got, want in zip(*results, strict=True):
         assert rel(got, want) <= 1e-5
-    got_out, got_bank, got_mixing = results[0]
+    _, got_bank, got_mixing = results[0]
     assert torch.equal(got_bank[1], torch.zeros_like(got_bank[1]))
     assert torch.equal(got_mixing[1], torch.zeros_like(got_mixing[1]))
 

@@ -19,13 +19,14 @@ read twice:
 - forward, third kernel (noise only): ``out += sum_k sigma pi_k (std_k + eps) e_k + shift``, the
   one read of e.
 
-The backward follows the torch path (:class:`dyna.functional.tensor_composer_delta._DecorrelateMix`):
-the filters' gradient is ``pi (x) g``, so everything up to the bank's gradient lives on (B, r)
-and (B, r, r) factors. A first kernel reduces per tile ``sum_n f_k g``, ``sum_n x_k g``,
-``sum_n e_k g``, ``sum_n g`` and ``sum_n g^2``; the factors are a few small torch ops; a second
-kernel writes ``grad_x = c (x) g + S x`` (c the BGN-scaled coefficients, S the Gram matrix's
-symmetrised gradient). Everything is computed in float32.
-:func:`dyna.functional.delta_decorrelate_mix_ref` is the specification.
+The backward follows the torch path (``_DecorrelateMix`` in
+:mod:`dyna.functional.tensor_composer_delta`): the filters' gradient is ``pi (x) g``, so
+everything up to the bank's gradient lives on (B, r) and (B, r, r) factors. A first kernel
+reduces per tile ``sum_n f_k g``, ``sum_n x_k g``, ``sum_n e_k g``, ``sum_n g`` and
+``sum_n g^2``; the factors are a few small torch ops; a second kernel writes
+``grad_x = c (x) g + S x`` (c the BGN-scaled coefficients, S the Gram matrix's symmetrised
+gradient). Everything is computed in float32. :func:`dyna.functional.delta_decorrelate_mix_ref`
+is the specification.
 """
 
 from __future__ import annotations
@@ -353,8 +354,10 @@ def decorrelate_mix_backward(
         BLOCK_N=block_n,
     )
     sums = sums.sum(dim=1)
-    filters_grad, projected, noise_grad = sums[:, :rank], sums[:, rank : 2 * rank], sums[:, 2 * rank : 3 * rank]
-    grad_sum, grad_squares = sums[:, 3 * rank : 3 * rank + 1], sums[:, 3 * rank + 1 :]
+    # (B, 3r + 2) -> sum f g, sum x g, sum e g (each (B, r)), sum g, sum g^2 (each (B, 1)).
+    filters_grad, projected, noise_grad, grad_sum, grad_squares = sums.split(
+        (rank, rank, rank, 1, 1), dim=1
+    )
     mixing32 = mixing.to(torch.float32)
     # d out / d pi_k = sum_n f'_k g, with f'_k = f_k + sigma ((std_k + eps) e_k + mean_k).
     grad_mixing = filters_grad
