@@ -66,3 +66,23 @@ def test_last_batch_smaller_than_the_world_is_dropped_and_errors_name_the_argume
         GlobalBatchSampler(20, 4, seed=2**31)
     with pytest.raises(ValueError, match="num_samples"):
         GlobalBatchSampler(0, 4, seed=0)
+
+
+@pytest.mark.parametrize(
+    ("num_samples", "batch_size", "world_size"), [(10, 4, 2), (23, 6, 3), (7, 8, 4), (30, 5, 1)]
+)
+def test_slices_cut_the_permutation_as_tensor_split_does(num_samples, batch_size, world_size):
+    for rank in range(world_size):
+        sampler = GlobalBatchSampler(
+            num_samples, batch_size, seed=3, rank=rank, world_size=world_size
+        )
+        order = sampler.permutation(2)
+        expected = []
+        for index in range(len(sampler)):
+            global_batch = order[index * batch_size : (index + 1) * batch_size]
+            expected.append((global_batch.tensor_split(world_size)[rank], global_batch.numel()))
+        for start in (0, len(sampler) - 1):
+            got = [(order[begin:end], size) for begin, end, size in sampler.slices(start)]
+            assert len(got) == len(expected) - start
+            for (indices, size), (want, want_size) in zip(got, expected[start:], strict=True):
+                assert torch.equal(indices, want) and size == want_size

@@ -94,9 +94,22 @@ class GlobalBatchSampler:
     def epoch(self, epoch: int, start: int = 0) -> list[tuple[torch.Tensor, int]]:
         """This rank's batches of ``epoch`` from batch ``start`` on: (indices, global size)."""
         order = self.permutation(epoch)
-        batches = []
+        return [(order[begin:end], size) for begin, end, size in self.slices(start)]
+
+    def slices(self, start: int = 0) -> list[tuple[int, int, int]]:
+        """This rank's batches from batch ``start`` on as ``(begin, end, global size)``: its
+        indices are ``permutation(epoch)[begin:end]`` in every epoch.
+
+        A trainer moves the permutation to its device once per epoch and slices it there, so a
+        step copies no indices from the host.
+        """
+        slices = []
         for index in range(check_int("start", start, minimum=0), self.num_batches):
-            global_batch = order[index * self.batch_size : (index + 1) * self.batch_size]
-            local = global_batch.tensor_split(self.world_size)[self.rank]
-            batches.append((local, int(global_batch.numel())))
-        return batches
+            first = index * self.batch_size
+            size = min(self.batch_size, self.num_samples - first)
+            # tensor_split's rule: the first size % world_size ranks take one sample more.
+            share, extra = divmod(size, self.world_size)
+            begin = first + self.rank * share + min(self.rank, extra)
+            end = begin + share + (1 if self.rank < extra else 0)
+            slices.append((begin, end, size))
+        return slices

@@ -429,7 +429,8 @@ class _Run:
     epochs_log: CSVLog
     position: Position = field(default_factory=Position)
     writer: Any = None
-    # Per-step (loss sum, correct, count) sums and where they were taken, not yet read back.
+    # Per-step (loss sum, correct) sums on the device and where they were taken (with the
+    # global batch size, which the summed counts equal), not yet read back.
     pending: list[tuple[torch.Tensor, dict[str, float]]] = field(default_factory=list)
 
     @classmethod
@@ -541,7 +542,11 @@ class _Run:
         )
 
     def stop_requested(self, interrupt: _Interrupt) -> bool:
-        """Whether SIGINT asked to stop, agreed by every process."""
+        """Whether SIGINT asked to stop, agreed by every process.
+
+        In a distributed run this is a collective with a host sync: call it at the same steps
+        on every process (the logging points and the epoch ends).
+        """
         if not self.context.distributed:
             return interrupt.requested
         # Every process must stop at the same step, or the others would wait forever.
@@ -549,17 +554,25 @@ class _Run:
         return bool(distributed.all_reduce_sum(flag, self.context).item() > 0)
 
     def train_epoch(self, interrupt: _Interrupt) -> None:
-        """The steps of the current epoch from the position's batch on."""
-        config, position = self.config, self.position
+        """The steps of the current epoch from the position's batch on.
+
+        No step reads a value back to the host: the batch order goes to the device once per
+        epoch, each batch is a slice of it, and the metrics stay on the device until the
+        logging points. A distributed run agrees on SIGINT there too (a single process checks
+        its flag, a host variable, after every step).
+        """
+        config, position, context = self.config, self.position, self.context
         epoch = position.epoch
-        batches = self.sampler.epoch(epoch, start=position.batch)
+        order = self.sampler.permutation(epoch).to(context.device)
+        slices = self.sampler.slices(start=position.batch)
         self.display.start_epoch(epoch, config.epochs, len(self.sampler), position.batch)
         self.network.train()
-        for indices, global_count in batches:
-            self.step(indices, global_count)
-            if position.step % config.log_every == 0:
+        for begin, end, global_count in slices:
+            self.step(order[begin:end], global_count)
+            logging_point = position.step % config.log_every == 0
+            if logging_point:
                 self.flush()
-            stop = self.stop_requested(interrupt)
+            stop = (logging_point or not context.distributed) and self.stop_requested(interrupt)
             if stop or (config.checkpoint_every and position.step % config.checkpoint_every == 0):
                 self.save()
             if stop:
@@ -571,9 +584,13 @@ class _Run:
 
     def step(self, indices: torch.Tensor, global_count: int) -> None:
         """One optimizer step on this process's slice of a global batch; its sums stay on the
-        device until :meth:`flush`."""
+        device until :meth:`flush`.
+
+        Args:
+            indices: ``(local batch,)`` int64 indices into the training split, on its device.
+            global_count: the size of the global batch (all processes together).
+        """
         position, context = self.position, self.context
-        indices = indices.to(context.device)
         inputs, labels = self.train_split.inputs[indices], self.train_split.labels[indices]
         logits = self.network(inputs).float()
         loss_sum = F.cross_entropy(logits, labels, reduction="sum")
@@ -587,14 +604,14 @@ class _Run:
         position.batch += 1
         position.step += 1
         position.samples += global_count
-        count = loss_sum.new_tensor(float(labels.numel()))
-        sums = torch.stack([loss_sum.detach(), correct.to(loss_sum.dtype), count])
+        sums = torch.stack([loss_sum.detach(), correct.to(loss_sum.dtype)])
         where = {
             "step": position.step,
             "epoch": position.epoch + 1,
             "batch": position.batch,
             "samples": position.samples,
             "lr": rate,
+            "count": global_count,
         }
         self.pending.append((sums, where))
 
@@ -607,9 +624,8 @@ class _Run:
         distributed.all_reduce_sum(totals, self.context)
         rows = []
         samples = 0
-        for (loss_sum, correct, count), (_, where) in zip(
-            totals.tolist(), self.pending, strict=True
-        ):
+        for (loss_sum, correct), (_, where) in zip(totals.tolist(), self.pending, strict=True):
+            count = float(where["count"])
             samples += int(count)
             position.loss_sum += loss_sum
             position.correct += correct
