@@ -843,6 +843,25 @@ def test_negative_dynamics_are_refused_by_the_layers_and_the_command_line_alike(
     HORNStep(3, v=-1.0)  # the amplitude feedback has either sign
 
 
+def test_dt_follows_one_rule_in_the_layers_and_on_the_command_line():
+    from dyna.experiments import get_experiment
+    from dyna.experiments.registry import ConfigError
+
+    for dt in (1e-9, 0.5, 1.0):  # any dt > 0, however small
+        HORNSeqLayer(1, 3, dt=dt)
+        HORNStep(3, dt=dt)
+        for experiment in ("horn-digits", "horn-smnist"):
+            assert get_experiment(experiment).resolve_params({"dt": str(dt)})["dt"] == dt
+    for dt in (0.0, -1e-9, -1.0):
+        with pytest.raises(ValueError, match=r"dt must be > 0\.0"):
+            HORNSeqLayer(1, 3, dt=dt)
+        with pytest.raises(ValueError, match=r"dt must be > 0\.0"):
+            HORNStep(3, dt=dt)
+        for experiment in ("horn-digits", "horn-smnist"):
+            with pytest.raises(ConfigError, match=r"dt=.* is out of range: expected float > 0$"):
+                get_experiment(experiment).resolve_params({"dt": str(dt)})
+
+
 def test_a_delay_whose_history_would_not_fit_is_refused_naming_the_memory():
     from dyna.module.horn import MAX_HISTORY_BYTES
 

@@ -216,7 +216,8 @@ def horn_params(
             omega, "natural angular frequency ω (rad per step)", minimum=DYNAMICS_MINIMUM["omega"]
         ),
         "gamma": Param(gamma, "damping γ", minimum=DYNAMICS_MINIMUM["gamma"]),
-        "dt": Param(1.0, "integration step h", minimum=1e-6),
+        # The layers' rule for dt (check_real(..., minimum=0.0, strictly_greater=True)).
+        "dt": Param(1.0, "integration step h", minimum=0.0, strictly_greater=True),
         "paper": Param(True, "original HORN: recurrent scale 1/sqrt(n), nn.Linear initialisation"),
         "readout": Param(
             readout, "read x_T ('last') or its time average", choices=("last", "mean")

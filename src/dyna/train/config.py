@@ -33,7 +33,9 @@ class Param:
 
     The type is the default's: ``int``, ``float``, ``bool``, ``str`` or a tuple (of ints,
     floats or strs, written ``a,b,c`` on the command line). ``minimum``/``maximum`` bound
-    numbers (and every element of a tuple); ``choices`` lists the allowed strings.
+    numbers (and every element of a tuple); with ``strictly_greater`` the minimum itself is
+    refused (``dt > 0``), as ``check_real`` does for the layers; ``choices`` lists the allowed
+    strings.
     """
 
     default: Any
@@ -41,6 +43,7 @@ class Param:
     minimum: float | None = None
     maximum: float | None = None
     choices: tuple[str, ...] | None = None
+    strictly_greater: bool = False
 
     @property
     def type_name(self) -> str:
@@ -50,15 +53,15 @@ class Param:
         return type(self.default).__name__
 
     def describe(self) -> str:
-        """The valid values in words, e.g. ``float >= 0`` or ``one of modes, moons``."""
+        """The valid values in words, e.g. ``float >= 0``, ``float > 0``, ``one of a, b``."""
         words = self.type_name
         if self.choices:
             words += " in {" + ", ".join(self.choices) + "}"
         low, high = self._bound_text(self.minimum), self._bound_text(self.maximum)
         if low is not None and high is not None:
-            words += f" in [{low}, {high}]"
+            words += f" in {'(' if self.strictly_greater else '['}{low}, {high}]"
         elif low is not None:
-            words += f" >= {low}"
+            words += f" {'>' if self.strictly_greater else '>='} {low}"
         elif high is not None:
             words += f" <= {high}"
         return words
@@ -123,7 +126,9 @@ class Param:
                 number = float(cast(SupportsFloat, element))
                 if kind is float and not math.isfinite(number):
                     raise ConfigError(f"{key} must be finite, got {element!r}")
-                if self.minimum is not None and number < self.minimum:
+                if self.minimum is not None and (
+                    number <= self.minimum if self.strictly_greater else number < self.minimum
+                ):
                     raise ConfigError(
                         f"{key}={element} is out of range: expected {self.describe()}"
                     )
