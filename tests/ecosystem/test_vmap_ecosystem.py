@@ -112,22 +112,37 @@ def test_per_sample_gradients_through_custom_backwards(name):
         torch.testing.assert_close(got[i], leaves[0].grad, rtol=1e-12, atol=1e-12)
 
 
-def test_documented_non_vmappable_functions_fail_with_a_runtime_error():
-    drive = _randn(BATCH, 6, 4, 5)
+def _scan(drive):
+    zeros = torch.zeros(4, 5, dtype=drive.dtype)
+    return dyna.horn_scan(
+        drive, torch.eye(5, dtype=drive.dtype), None, 0.04, 0.3, 0.01, 0.0, 1.0, zeros, zeros
+    )[0]
 
-    def scan(d):
-        zeros = torch.zeros(4, 5, dtype=d.dtype)
-        return dyna.horn_scan(
-            d, torch.eye(5, dtype=d.dtype), None, 0.04, 0.3, 0.01, 0.0, 1.0, zeros, zeros
-        )[0]
 
-    # horn_scan batches through its own (B) dimension; vmap it through horn_scan_ref
-    with pytest.raises(RuntimeError, match="setup_context"):
-        vmap(scan)(drive)
-    with pytest.raises(RuntimeError, match="setup_context"):
-        vmap(lambda x, m, w: dyna.cnu_linear(x, m, INDICES, w, bias=False))(
-            *CASES["cnu_linear_ref"][1]
-        )
+# The stateless functions that do not run under vmap: name -> (function, batched inputs, the
+# error's words). The README and the family pages name exactly these (tests/test_doc_claims.py).
+NOT_VMAPPABLE = {
+    # hand-written backwards: they batch through their own (B) dimension, or vmap the *_ref twin
+    "horn_scan": (_scan, [_randn(BATCH, 6, 4, 5)], "setup_context"),
+    "cnu_linear": (
+        lambda x, m, w: dyna.cnu_linear(x, m, INDICES, w, bias=False),
+        CASES["cnu_linear_ref"][1],
+        "setup_context",
+    ),
     # the noise functions read the input's statistics on the host
-    with pytest.raises(RuntimeError):
-        vmap(lambda x: dyna.noiseover(x, 0.1))(_randn(BATCH, 4, 5))
+    "noisein": (lambda x: dyna.noisein(x, 0.1), [_randn(BATCH, 4, 5)], r"\.item\(\)"),
+    "noiseover": (lambda x: dyna.noiseover(x, 0.1), [_randn(BATCH, 4, 5)], r"\.item\(\)"),
+    # a configuration helper: it checks the delays' values on the host before rounding them
+    "delay_steps": (
+        lambda delay: dyna.delay_steps(delay, 0.5),
+        [_randn(BATCH, 4, 5).abs()],
+        "data-dependent control flow",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(NOT_VMAPPABLE))
+def test_documented_non_vmappable_functions_fail_with_a_runtime_error(name):
+    function, batched, words = NOT_VMAPPABLE[name]
+    with pytest.raises(RuntimeError, match=words):
+        vmap(function)(*batched)
