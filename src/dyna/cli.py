@@ -203,6 +203,14 @@ def _parser() -> _Parser:
     train.add_argument(
         "--tensorboard", action="store_true", help="also write TensorBoard event files"
     )
+    train.add_argument(
+        "--cuda-graph",
+        action="store_const",
+        const=True,
+        default=None,
+        help="replay each full-size training step (forward, backward, AdamW) as one captured "
+        "CUDA graph: needs --device cuda and one process; supervised experiments only",
+    )
 
     evaluate = commands.add_parser(
         "eval",
@@ -317,6 +325,7 @@ def _train(arguments: argparse.Namespace) -> int:
         overwrite=arguments.overwrite,
         quiet=arguments.quiet,
         tensorboard=arguments.tensorboard,
+        cuda_graph=arguments.cuda_graph,
     )
     run(experiment, params, Path(arguments.out or Path("runs") / experiment.name), options)
     return 0

@@ -195,6 +195,8 @@ TRAINING_OPTIONS = (
 # Configuration keys that may differ between a run and its resumption (where it runs, where
 # the data are read from); every other key must match the checkpoint.
 RESUME_FREE_KEYS = ("device", "data")
+# Configuration keys added later, with the value that older checkpoints (without them) ran with.
+OPTIONAL_KEYS: dict[str, Any] = {"cuda_graph": False}
 
 
 @dataclass(frozen=True)
@@ -212,6 +214,8 @@ class TrainConfig:
     log_every: int
     threads: int = 0
     schedule: str = "constant"
+    # Replay each full-size training step as one captured CUDA graph (``--cuda-graph``).
+    cuda_graph: bool = False
     params: dict[str, Any] = field(default_factory=dict)
     device: str = "auto"
     data: str | None = None
@@ -289,6 +293,7 @@ def check_config_fields(values: Mapping[str, Any], prefix: str = "") -> None:
         raise ValueError(
             f"{prefix}schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}"
         )
+    check_instance(f"{prefix}cuda_graph", values.get("cuda_graph", False), bool, "a bool")
     check_instance(f"{prefix}params", values.get("params", {}), dict, "a dict")
     check_instance(f"{prefix}device", values.get("device", "auto"), str, "a str")
     check_instance(f"{prefix}data", values.get("data"), (str, type(None)), "a str or null")
@@ -300,6 +305,8 @@ def config_differences(saved: Mapping[str, Any], wanted: Mapping[str, Any]) -> l
     for key in sorted(set(saved) | set(wanted)):
         if key in RESUME_FREE_KEYS:
             continue
+        if key in OPTIONAL_KEYS and saved.get(key, OPTIONAL_KEYS[key]) == wanted.get(key):
+            continue  # a checkpoint written before the key existed ran with its default
         if key == "params":
             old, new = saved.get(key) or {}, wanted.get(key) or {}
             for name in sorted(set(old) | set(new)):
@@ -324,6 +331,8 @@ class RunOptions:
         overwrite: start over in a folder that holds a run.
         quiet: no progress bars, per-epoch lines or result tables.
         tensorboard: also write TensorBoard event files.
+        cuda_graph: replay each full-size training step as one captured CUDA graph (needs a
+            CUDA device and one process; None: the resumed run's, else off).
     """
 
     training: Mapping[str, Any] = field(default_factory=dict)
@@ -333,6 +342,7 @@ class RunOptions:
     overwrite: bool = False
     quiet: bool = False
     tensorboard: bool = False
+    cuda_graph: bool | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.training, Mapping):
@@ -350,3 +360,5 @@ class RunOptions:
                 raise ValueError(f"{name} must not be empty (None: the default)")
         for name in ("resume", "overwrite", "quiet", "tensorboard"):
             check_bool(name, getattr(self, name))
+        if self.cuda_graph is not None:
+            check_bool("cuda_graph", self.cuda_graph)

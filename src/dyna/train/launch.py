@@ -90,9 +90,19 @@ def resolve_config(
         params=experiment.check_params(_tuples(merged)),
         device=options.device or (saved or {}).get("device") or "auto",
         data=str(Path(data).resolve()) if data is not None else None,
+        cuda_graph=(
+            options.cuda_graph
+            if options.cuda_graph is not None
+            else bool((saved or {}).get("cuda_graph", False))
+        ),
         **values,
     )
-    _checked_device(config.device)
+    device = _checked_device(config.device)
+    if config.cuda_graph and not device.startswith("cuda"):
+        raise ConfigError(
+            f"--cuda-graph needs --device cuda (this run trains on {device}): add --device cuda "
+            f"or drop --cuda-graph"
+        )
     if options.tensorboard and importlib.util.find_spec("tensorboard") is None:
         raise ConfigError("--tensorboard needs the tensorboard package: pip install tensorboard")
     if saved is not None:
@@ -149,6 +159,11 @@ def run_online(
     ]
     if options.data is not None:
         unused.append("--data")
+    if options.cuda_graph:
+        raise ConfigError(
+            f"--cuda-graph is not supported by {experiment.name}: an online pass with batch 1 "
+            f"has no fixed training step to capture; drop --cuda-graph"
+        )
     if unused:
         raise ConfigError(
             f"{', '.join(unused)} do(es) not apply to {experiment.name} (an online pass with "

@@ -340,6 +340,16 @@ def _train(
             f"--batch-size {config.batch_size} must be divisible by the number of processes "
             f"({context.world_size})"
         )
+    if config.cuda_graph and context.distributed:
+        raise ConfigError(
+            f"--cuda-graph runs in one process, not under torchrun ({context.world_size} "
+            f"processes): drop --cuda-graph or run one process"
+        )
+    if config.cuda_graph and context.device.type != "cuda":
+        raise ConfigError(
+            f"--cuda-graph needs --device cuda (this run trains on {context.device}): add "
+            f"--device cuda or drop --cuda-graph"
+        )
     if config.schedule not in SCHEDULES:
         raise ConfigError(
             f"schedule must be one of {', '.join(SCHEDULES)}, got {config.schedule!r}"
@@ -429,6 +439,10 @@ class _Run:
     epochs_log: CSVLog
     position: Position = field(default_factory=Position)
     writer: Any = None
+    # ``--cuda-graph``: the captured step of the full-size batches (None: every step eager).
+    captured: _CapturedStep | None = None
+    # The learning rate of the last step, as the Python float a checkpoint records.
+    rate: float = 0.0
     # Per-step (loss sum, correct) sums on the device and where they were taken (with the
     # global batch size, which the summed counts equal), not yet read back.
     pending: list[tuple[torch.Tensor, dict[str, float]]] = field(default_factory=list)
@@ -447,10 +461,15 @@ class _Run:
         display = TrainingDisplay(enabled=context.is_main and not options.quiet, live=options.live)
         dataset, model = build(experiment, config)
         model.to(context.device)
-        optimizer = torch.optim.AdamW(
-            model.parameters(), lr=config.lr, weight_decay=config.weight_decay
-        )
+        optimizer = _optimizer(model, config, context.device)
         train_split = _to_device(dataset.train, context.device)
+        sampler = GlobalBatchSampler(
+            len(train_split),
+            config.batch_size,
+            seed=config.seed,
+            rank=context.rank,
+            world_size=context.world_size,
+        )
         return cls(
             experiment=experiment,
             config=config,
@@ -469,15 +488,15 @@ class _Run:
                 else _to_device(dataset.validation, context.device)
             ),
             test=_to_device(dataset.test, context.device),
-            sampler=GlobalBatchSampler(
-                len(train_split),
-                config.batch_size,
-                seed=config.seed,
-                rank=context.rank,
-                world_size=context.world_size,
-            ),
+            sampler=sampler,
             steps_log=CSVLog(files["steps"], STEP_COLUMNS),
             epochs_log=CSVLog(files["epochs"], EPOCH_COLUMNS),
+            captured=(
+                _CapturedStep(config.batch_size, context.device, experiment.name)
+                if config.cuda_graph
+                else None
+            ),
+            rate=config.lr,
         )
 
     @property
@@ -503,6 +522,9 @@ class _Run:
         try:
             self.optimizer.load_state_dict(unflatten_optimizer(tensors, saved["optimizer"]))
             self.position = Position(**saved["position"])
+            self.rate = float(self.optimizer.param_groups[0]["lr"])
+            if self.captured is not None:
+                _use_tensor_rates(self.optimizer, self.context.device)
         except (RuntimeError, KeyError, TypeError, ValueError) as error:
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
             raise CheckpointMismatch(
@@ -591,20 +613,21 @@ class _Run:
             global_count: the size of the global batch (all processes together).
         """
         position, context = self.position, self.context
-        inputs, labels = self.train_split.inputs[indices], self.train_split.labels[indices]
-        logits = self.network(inputs).float()
-        loss_sum = F.cross_entropy(logits, labels, reduction="sum")
         rate = learning_rate(self.config, position.step, self.total_steps)
         for group in self.optimizer.param_groups:
-            group["lr"] = rate
-        self.optimizer.zero_grad(set_to_none=True)
-        (loss_sum * (context.world_size / global_count)).backward()
-        self.optimizer.step()
-        correct = (logits.detach().argmax(dim=1) == labels).sum()
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"].fill_(rate)  # a captured step reads its rate from this tensor
+            else:
+                group["lr"] = rate
+        self.rate = rate
+        scale = context.world_size / global_count
+        if self.captured is not None and self.captured.fits(indices, global_count):
+            sums = self.captured.step(self, indices, scale)
+        else:
+            sums = self.update(indices, scale)
         position.batch += 1
         position.step += 1
         position.samples += global_count
-        sums = torch.stack([loss_sum.detach(), correct.to(loss_sum.dtype)])
         where = {
             "step": position.step,
             "epoch": position.epoch + 1,
@@ -614,6 +637,24 @@ class _Run:
             "count": global_count,
         }
         self.pending.append((sums, where))
+
+    def update(self, indices: torch.Tensor, scale: float) -> torch.Tensor:
+        """Forward, backward and optimizer step on the samples ``indices``; the loss is summed
+        and multiplied by ``scale`` (world size over the global batch size).
+
+        Returns:
+            ``(2,)``: the batch's summed cross-entropy and its number of correct predictions,
+            on the device. Nothing here reads a value back, so it can be captured as a graph.
+        """
+        inputs = self.train_split.inputs.index_select(0, indices)
+        labels = self.train_split.labels.index_select(0, indices)
+        logits = self.network(inputs).float()
+        loss_sum = F.cross_entropy(logits, labels, reduction="sum")
+        self.optimizer.zero_grad(set_to_none=True)
+        (loss_sum * scale).backward()
+        self.optimizer.step()
+        correct = (logits.detach().argmax(dim=1) == labels).sum()
+        return torch.stack([loss_sum.detach(), correct.to(loss_sum.dtype)])
 
     def flush(self) -> None:
         """Turn the pending per-step sums into rows: one host sync per log interval."""
@@ -646,7 +687,10 @@ class _Run:
         self.flush()
         if not self.context.is_main:
             return
-        optimizer_tensors, optimizer_rest = flatten_optimizer(self.optimizer.state_dict())
+        state = self.optimizer.state_dict()
+        for group in state["param_groups"]:
+            group["lr"] = self.rate  # a captured step's rate is a tensor; JSON takes the float
+        optimizer_tensors, optimizer_rest = flatten_optimizer(state)
         tensors = {f"model.{name}": value for name, value in self.model.state_dict().items()}
         tensors.update(optimizer_tensors)
         tensors.update(rng_tensors())
@@ -698,6 +742,83 @@ class _Run:
         position.batch = 0
         position.loss_sum = position.correct = position.count = 0.0
         self.save()
+
+
+def _optimizer(
+    model: nn.Module, config: TrainConfig, device: torch.device
+) -> torch.optim.Optimizer:
+    """AdamW over ``model``'s parameters; capturable, its rate a device tensor, for
+    ``--cuda-graph`` (a captured step replays its kernels, so it reads its state and its rate
+    from the device, never from Python numbers)."""
+    if not config.cuda_graph:
+        return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay, capturable=True
+    )
+    _use_tensor_rates(optimizer, device)
+    return optimizer
+
+
+def _use_tensor_rates(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = torch.tensor(float(group["lr"]), dtype=torch.float32, device=device)
+
+
+class _CapturedStep:
+    """``--cuda-graph``: the whole step of a full-size batch (forward, backward, AdamW) as one
+    CUDA graph, replayed with the batch's indices copied into a static buffer.
+
+    The first :data:`WARMUP` full-size steps run eagerly on a side stream (they are real steps
+    of the run: cuBLAS, the allocator and the optimizer state settle there); the next one is
+    captured and every later one replays the graph. A ragged last batch has another shape and
+    runs eagerly, with the same optimizer.
+
+    Args:
+        batch_size: the global batch size (one process: the local one too).
+        device: the CUDA device.
+        name: the experiment's name, for the error when its step cannot be captured.
+    """
+
+    WARMUP = 3
+
+    def __init__(self, batch_size: int, device: torch.device, name: str) -> None:
+        self.batch_size = batch_size
+        self.name = name
+        self.indices = torch.zeros(batch_size, dtype=torch.long, device=device)
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.sums: torch.Tensor | None = None
+        self.warm_steps = 0
+
+    def fits(self, indices: torch.Tensor, global_count: int) -> bool:
+        """Whether the step of ``indices`` (``(batch,)``) has the captured shape."""
+        return global_count == self.batch_size and indices.shape[0] == self.batch_size
+
+    def step(self, run: _Run, indices: torch.Tensor, scale: float) -> torch.Tensor:
+        """The step of ``indices`` (``(batch_size,)``); returns its ``(2,)`` sums (a copy)."""
+        if self.graph is None and self.warm_steps < self.WARMUP:
+            self.warm_steps += 1
+            side = torch.cuda.Stream(device=indices.device)
+            side.wait_stream(torch.cuda.current_stream(indices.device))
+            with torch.cuda.stream(side):
+                sums = run.update(indices, scale)
+            torch.cuda.current_stream(indices.device).wait_stream(side)
+            return sums
+        self.indices.copy_(indices)
+        if self.graph is None:
+            graph = torch.cuda.CUDAGraph()
+            try:
+                with torch.cuda.graph(graph):
+                    self.sums = run.update(self.indices, scale)
+            except RuntimeError as error:
+                first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+                raise ConfigError(
+                    f"--cuda-graph: the training step of {self.name} cannot be captured as a "
+                    f"CUDA graph ({first_line}): train without --cuda-graph"
+                ) from None
+            self.graph = graph
+        self.graph.replay()
+        assert self.sums is not None
+        return self.sums.clone()
 
 
 def _finish(run: _Run) -> dict[str, Any]:
