@@ -18,8 +18,10 @@ Sections (``SECTIONS``; add a family's own as a function taking the ``Bench`` co
   channels, 32x32 input, 3x3, padding 1, context 64, B = 32 and 128, training mode.
 - ``cnu``: ``LinearCNU(512, 256)`` with scrambling (default backend and the torch path)
   against ``nn.Linear``: m = 16, δ = 2 at b = 64 and 1024; m = 64, δ = 4 at b = 64.
-- ``train``: samples/s of ``dyna train`` runs on the GPU (rows are added to
-  ``TRAINING_COMMANDS``).
+- ``train``: training samples/s of ``dyna train horn-smnist --device cuda``, eager and with
+  ``--cuda-graph`` (``TRAINING_COMMANDS``): one epoch of 1,024 and of 4,096 images, the rate
+  from the difference, so start-up and evaluation cancel (under a minute on an H200). It
+  trains on random images in MNIST's files unless ``--mnist DIR`` names a real folder.
 
 ``--smoke`` runs tiny shapes once, on the CPU through Triton's interpreter when there is no GPU,
 so a test can check the script runs.
@@ -30,11 +32,14 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import struct
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -280,16 +285,91 @@ def cnu_section(bench: Bench) -> None:
 # Training command
 # ---------------------------------------------------------------------------------------------
 
-# (label, argv of `dyna train`) rows for the ``train`` section; each prints samples/s.
-TRAINING_COMMANDS: list[tuple[str, list[str]]] = []
+# (label, argv of `dyna train`) rows for the ``train`` section; each prints samples/s. The
+# section adds --data, --out and the number of training images.
+TRAINING_COMMANDS: list[tuple[str, list[str]]] = [
+    (
+        "horn-smnist",
+        ["horn-smnist", "--device", "cuda", "--epochs", "1", "--batch-size", "64",
+         "--set", "validation=0", "--set", "test_samples=256", "--log-every", "50",
+         "--checkpoint-every", "0", "--quiet"],
+    ),
+    (
+        "horn-smnist --cuda-graph",
+        ["horn-smnist", "--device", "cuda", "--epochs", "1", "--batch-size", "64",
+         "--set", "validation=0", "--set", "test_samples=256", "--log-every", "50",
+         "--checkpoint-every", "0", "--quiet", "--cuda-graph"],
+    ),
+]  # fmt: skip
+# Two run lengths (training images, one epoch): samples/s is their difference over the
+# difference of their wall times, so start-up, evaluation, files and graph capture cancel.
+TRAINING_SAMPLES = (1024, 4096)
 
 
-def train_section(bench: Bench) -> None:
-    print("\n## dyna train on the GPU: training samples/s")
-    if not TRAINING_COMMANDS:
-        print("(no training command registered)")
-    for label, argv in TRAINING_COMMANDS:
-        print(f"{label}: dyna train {' '.join(argv)}")
+def _write_random_mnist(folder: Path, n_train: int, n_test: int) -> Path:
+    """Random 28x28 images in MNIST's IDX files: a training step's time does not depend on
+    the pixels, and the benchmark needs no download."""
+    from dyna.data.mnist import FILES
+
+    folder.mkdir(parents=True, exist_ok=True)
+    generator = torch.Generator().manual_seed(0)
+    for split, count in (("train", n_train), ("test", n_test)):
+        images = torch.randint(0, 256, (count, 28, 28), generator=generator, dtype=torch.uint8)
+        labels = (torch.arange(count) % 10).to(torch.uint8)
+        for name, values in zip(FILES[split], (images, labels), strict=True):
+            magic = 0x00000803 if values.dim() == 3 else 0x00000801
+            header = struct.pack(f">I{values.dim()}I", magic, *values.shape)
+            (folder / name).write_bytes(header + values.contiguous().numpy().tobytes())
+    return folder
+
+
+def _smoke_argv(argv: list[str]) -> list[str] | None:
+    """``argv`` for the CPU smoke run (tiny model, one thread); None for a CUDA-only row."""
+    if "--cuda-graph" in argv:
+        return None
+    argv = ["cpu" if value == "cuda" else value for value in argv]
+    return [*argv, "--set", "n_hidden=4", "--set", "test_samples=16", "--threads", "1"]
+
+
+def train_section(bench: Bench, data: str | None = None) -> None:
+    """Training samples/s of each ``TRAINING_COMMANDS`` row (smoke: tiny runs on the CPU)."""
+    from dyna.cli import main as dyna_main
+
+    print("\n## dyna train on the GPU: training samples/s (one epoch, difference of two lengths)")
+    counts = (64, 128) if bench.smoke else TRAINING_SAMPLES
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch)
+        folder = data or str(_write_random_mnist(root / "mnist", max(counts), 256))
+        print(f"data: {data or 'random 28x28 images in MNIST files'}")
+        for label, argv in TRAINING_COMMANDS:
+            run_argv = _smoke_argv(argv) if bench.smoke else argv
+            if run_argv is None:
+                print(f"{label:<30} skipped: needs CUDA")
+                continue
+            seconds = []
+            try:
+                # An untimed first run: imports, CUDA's start-up and the kernels' compilation.
+                for count in (counts[0], *counts):
+                    out = root / f"{label.replace(' ', '_')}-{len(seconds)}"
+                    full = ["train", *run_argv, "--set", f"train_samples={count}"]
+                    full += ["--data", folder, "--out", str(out)]
+                    start = time.perf_counter()
+                    code = dyna_main(full)
+                    bench.synchronize()
+                    seconds.append(time.perf_counter() - start)
+                    if code != 0:
+                        raise RuntimeError(f"dyna {' '.join(full)} exited with {code}")
+                seconds = seconds[1:]
+            except Exception as error:  # one failing row must not end the table
+                print(f"{label:<30} FAILED: {type(error).__name__}: {error}")
+                continue
+            extra = seconds[1] - seconds[0]
+            rate = (counts[1] - counts[0]) / extra if extra > 0 else float("nan")
+            print(
+                f"{label:<30} {rate:10.0f} samples/s   ({counts[0]} images: {seconds[0]:.2f} s, "
+                f"{counts[1]}: {seconds[1]:.2f} s)"
+            )
+            bench.rows.append(("train", label, {"samples/s": rate}))
 
 
 # Section name -> function; ``--only`` picks among these names.
@@ -306,6 +386,9 @@ def main(argv: list[str] | None = None) -> list[tuple[str, str, dict[str, float]
     parser.add_argument("--only", nargs="+", choices=sorted(SECTIONS), default=None)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument(
+        "--mnist", metavar="DIR", default=None, help="MNIST folder for the train section"
+    )
     parser.add_argument(
         "--smoke",
         action="store_true",
@@ -331,7 +414,10 @@ def main(argv: list[str] | None = None) -> list[tuple[str, str, dict[str, float]
     print(f"# {name}, torch {torch.__version__}, triton {triton_version}")
     print(f"# median of {repeats} alternating runs after {warmup} warm-up rounds; ms per call")
     for section in args.only or list(SECTIONS):
-        SECTIONS[section](bench)
+        if section == "train":
+            train_section(bench, args.mnist)
+        else:
+            SECTIONS[section](bench)
     return bench.rows
 
 

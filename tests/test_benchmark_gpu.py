@@ -73,3 +73,14 @@ def test_gpu_benchmark_needs_a_gpu_without_smoke(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(SystemExit):
         _load().main(["--only", "horn"])
+
+
+def test_gpu_benchmark_smoke_runs_the_training_rows(capsys):
+    module = _load()
+    labels = [label for label, _ in module.TRAINING_COMMANDS]
+    assert labels == ["horn-smnist", "horn-smnist --cuda-graph"]
+    assert all("--device" in argv and "cuda" in argv for _, argv in module.TRAINING_COMMANDS)
+    rows = module.main(["--smoke", "--only", "train"])
+    assert [(section, case) for section, case, _ in rows] == [("train", "horn-smnist")]
+    out = capsys.readouterr().out
+    assert "samples/s" in out and "horn-smnist --cuda-graph       skipped: needs CUDA" in out
