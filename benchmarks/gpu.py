@@ -348,8 +348,9 @@ def train_section(bench: Bench, data: str | None = None) -> None:
                 continue
             seconds = []
             try:
-                # An untimed first run: imports, CUDA's start-up and the kernels' compilation.
-                for count in (counts[0], *counts):
+                # An untimed first run of four steps (three eager, one captured): imports,
+                # CUDA's start-up and the kernels' compilation.
+                for count in (4 * 64 if not bench.smoke else 64, *counts):
                     out = root / f"{label.replace(' ', '_')}-{len(seconds)}"
                     full = ["train", *run_argv, "--set", f"train_samples={count}"]
                     full += ["--data", folder, "--out", str(out)]
