@@ -15,7 +15,7 @@ status=0
 echo "== CUDA tests"
 # Every test with "cuda" in its name under the kernels' test folders (they skip without a GPU).
 timeout 200 "$python" -m pytest -q -p no:cacheprovider -k cuda \
-    tests/functional tests/module || status=1
+    tests/functional tests/module tests/train || status=1
 
 echo "== benchmarks/gpu.py"
 timeout 260 "$python" benchmarks/gpu.py "$@" || status=1

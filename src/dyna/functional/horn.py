@@ -202,6 +202,33 @@ def horn_scan_ref(
     return empty, empty, history_out
 
 
+def _update_in_place(
+    pre: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    gain: torch.Tensor,
+    spring: torch.Tensor,
+    retention: torch.Tensor,
+    feedback: torch.Tensor | None,
+    dt: float,
+    x_out: torch.Tensor,
+    y_out: torch.Tensor,
+    a_out: torch.Tensor,
+) -> None:
+    """One step of the fast scans from the pre-activation without ``v * x``, written in place.
+
+    ``a = tanh(pre + feedback * x); y' = retention * y - spring * x + gain * a; x' = x + dt * y'``
+    into ``a_out``, ``y_out``, ``x_out`` (``pre`` is overwritten). Any layout: the coefficients
+    broadcast against the state.
+    """
+    if feedback is not None:
+        pre.addcmul_(feedback, x)
+    torch.tanh(pre, out=a_out)
+    torch.mul(y, retention, out=y_out)
+    y_out.addcmul_(x, spring, value=-1.0).addcmul_(a_out, gain)
+    torch.add(x, y_out, alpha=dt, out=x_out)
+
+
 def _delay_rows(delay: torch.Tensor, length: int, reading: bool) -> torch.Tensor:
     """Row indices into a (L * n, B) window of a unit-major (time, unit, batch) buffer.
 
@@ -266,12 +293,7 @@ def _delayed_forward(
         window = velocities[step : step + length].view(length * n_units, batch)
         delayed = window.index_select(0, rows).view(n_units, n_units, batch)
         pre = torch.mul(delayed, weight_column, out=products).sum(1).add_(drive_t)
-        if feedback is not None:
-            pre.addcmul_(feedback, x)
-        torch.tanh(pre, out=a_out)
-        torch.mul(y, retention, out=y_out)
-        y_out.addcmul_(x, spring, value=-1.0).addcmul_(a_out, gain)
-        torch.add(x, y_out, alpha=dt, out=x_out)
+        _update_in_place(pre, x, y, gain, spring, retention, feedback, dt, x_out, y_out, a_out)
         x, y = x_out, y_out
     return positions, velocities, activations
 
@@ -445,12 +467,7 @@ class HORNScan(torch.autograd.Function):
         for drive_t, x_out, y_out, a_out in outputs:
             # One addmm for input + bias + recurrent term; the rest in place in the outputs.
             pre = torch.addmm(drive_t, y, weight_t)
-            if feedback is not None:
-                pre.addcmul_(feedback, x)
-            torch.tanh(pre, out=a_out)
-            torch.mul(y, retention, out=y_out)
-            y_out.addcmul_(x, spring, value=-1.0).addcmul_(a_out, gain)
-            torch.add(x, y_out, alpha=dt, out=x_out)
+            _update_in_place(pre, x, y, gain, spring, retention, feedback, dt, x_out, y_out, a_out)
             x, y = x_out, y_out
         ctx.save_for_backward(
             weight,
