@@ -57,6 +57,7 @@ imports triton, and Triton reads ``TRITON_INTERPRET`` when the kernels are defin
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -184,6 +185,111 @@ def _delayed_product(
     return acc
 
 
+@triton.jit
+def _unit_row(pointer, units, unit_mask):
+    """A per-unit coefficient as a (1, units) row; masked units read zero."""
+    return tl.load(pointer + units, mask=unit_mask, other=0.0)[None, :]
+
+
+@triton.jit
+def _unit_coefficients(
+    gain_ptr, spring_ptr, retention_ptr, feedback_ptr, units, unit_mask, HAS_FEEDBACK: tl.constexpr
+):
+    """gain, spring, retention and feedback of ``units``, each a (1, units) row.
+
+    Without feedback the fourth row is ``gain`` again: the kernels' HAS_FEEDBACK branches never
+    read it, and a name bound on both branches keeps one signature for the step helpers.
+    """
+    gain = _unit_row(gain_ptr, units, unit_mask)
+    spring = _unit_row(spring_ptr, units, unit_mask)
+    retention = _unit_row(retention_ptr, units, unit_mask)
+    if HAS_FEEDBACK:
+        feedback = _unit_row(feedback_ptr, units, unit_mask)
+    else:
+        feedback = gain
+    return gain, spring, retention, feedback
+
+
+@triton.jit
+def _register_tile(weight_ptr, batch, n_units, N_PAD: tl.constexpr, BLOCK_B: tl.constexpr):
+    """The register kernels' tile: (units, unit_mask, mask, offsets, weight).
+
+    units: (N_PAD,) and its mask; mask and offsets: (BLOCK_B, N_PAD) over this program's rows of
+    a (B, n) step; weight: the (N_PAD, N_PAD) float32 matrix at ``weight_ptr``, zero-padded.
+    """
+    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    units = tl.arange(0, N_PAD)
+    row_mask = rows < batch
+    unit_mask = units < n_units
+    mask = row_mask[:, None] & unit_mask[None, :]
+    offsets = rows.to(tl.int64)[:, None] * n_units + units[None, :]
+    weight = tl.load(
+        weight_ptr + units[:, None] * n_units + units[None, :],
+        mask=unit_mask[:, None] & unit_mask[None, :],
+        other=0.0,
+    ).to(tl.float32)
+    return units, unit_mask, mask, offsets, weight
+
+
+@triton.jit
+def _batch_rows(batch, n_units, BLOCK_B: tl.constexpr):
+    """The tiled kernels' rows: (rows, row_mask) of shape (BLOCK_B,), row_offsets (BLOCK_B, 1)."""
+    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+    row_mask = rows < batch
+    row_offsets = rows.to(tl.int64)[:, None] * n_units
+    return rows, row_mask, row_offsets
+
+
+@triton.jit
+def _unit_tile(unit_start, row_mask, row_offsets, n_units, BLOCK_N: tl.constexpr):
+    """BLOCK_N units from ``unit_start``: (units, unit_mask) (BLOCK_N,), mask and tile offsets
+    (BLOCK_B, BLOCK_N) into a batch-major (B, n) step."""
+    units = unit_start + tl.arange(0, BLOCK_N)
+    unit_mask = units < n_units
+    mask = row_mask[:, None] & unit_mask[None, :]
+    tile = row_offsets + units[None, :]
+    return units, unit_mask, mask, tile
+
+
+@triton.jit
+def _unit_major_tile(rows, units, batch):
+    """(BLOCK_B, BLOCK_N) offsets of (rows, units) into a unit-major (n, B) step."""
+    return units.to(tl.int64)[None, :] * batch + rows[:, None]
+
+
+@triton.jit
+def _oscillator_step(pre, x, y, gain, spring, retention, feedback, dt, HAS_FEEDBACK: tl.constexpr):
+    """One step of the dynamics on a (rows, units) tile: (a_t, y_t, x_t).
+
+    ``pre`` is drive_t + r_t; x and y are x_{t-1} and y_{t-1}; the coefficients are (1, units).
+    """
+    if HAS_FEEDBACK:
+        pre += feedback * x
+    activation = _tanh(pre)
+    y = retention * y - spring * x + gain * activation
+    x = x + dt * y
+    return activation, y, x
+
+
+@triton.jit
+def _adjoint_step(
+    lambda_x, lambda_y, activation, gain, spring, feedback, dt, HAS_FEEDBACK: tl.constexpr
+):
+    """One reverse step of the adjoint on a (rows, units) tile: (adjoint_t, grad_pre_t, lambda_x).
+
+    adjoint_t = lambda_y + dt*lambda_x; grad_pre_t = adjoint_t * slope_t; the returned lambda_x
+    is adjoint_t*coupling_t + lambda_x, still without the output gradient grad_x[t-1].
+    """
+    adjoint = lambda_y + dt * lambda_x
+    slope = gain * (1.0 - activation * activation)
+    grad_pre = adjoint * slope
+    if HAS_FEEDBACK:
+        coupling = feedback * slope - spring
+    else:
+        coupling = -spring
+    return adjoint, grad_pre, adjoint * coupling + lambda_x
+
+
 # ---------------------------------------------------------------------------------------------
 # Forward kernels
 # ---------------------------------------------------------------------------------------------
@@ -217,22 +323,12 @@ def _forward_registers_kernel(
     Writes positions[t] = x_{t+1}, velocities[t + 1] = y_{t+1} (row 0 holds y0, written by the
     caller) and activations[t] = a_{t+1}, all float32.
     """
-    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
-    units = tl.arange(0, N_PAD)
-    row_mask = rows < batch
-    unit_mask = units < n_units
-    mask = row_mask[:, None] & unit_mask[None, :]
-    offsets = rows.to(tl.int64)[:, None] * n_units + units[None, :]
-    weight_t = tl.load(
-        weight_t_ptr + units[:, None] * n_units + units[None, :],
-        mask=unit_mask[:, None] & unit_mask[None, :],
-        other=0.0,
-    ).to(tl.float32)
-    gain = tl.load(gain_ptr + units, mask=unit_mask, other=0.0)[None, :]
-    spring = tl.load(spring_ptr + units, mask=unit_mask, other=0.0)[None, :]
-    retention = tl.load(retention_ptr + units, mask=unit_mask, other=0.0)[None, :]
-    if HAS_FEEDBACK:
-        feedback = tl.load(feedback_ptr + units, mask=unit_mask, other=0.0)[None, :]
+    units, unit_mask, mask, offsets, weight_t = _register_tile(
+        weight_t_ptr, batch, n_units, N_PAD, BLOCK_B
+    )
+    gain, spring, retention, feedback = _unit_coefficients(
+        gain_ptr, spring_ptr, retention_ptr, feedback_ptr, units, unit_mask, HAS_FEEDBACK
+    )
     x = tl.load(x0_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
     y = tl.load(y0_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
     drive_next = tl.load(drive_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
@@ -252,12 +348,9 @@ def _forward_registers_kernel(
             mask=mask,
             other=0.0,
         ).to(tl.float32)
-        pre = drive_now + recurrent
-        if HAS_FEEDBACK:
-            pre += feedback * x
-        activation = _tanh(pre)
-        y = retention * y - spring * x + gain * activation
-        x = x + dt * y
+        activation, y, x = _oscillator_step(
+            drive_now + recurrent, x, y, gain, spring, retention, feedback, dt, HAS_FEEDBACK
+        )
         recurrent = tl.dot(y, weight_t, input_precision=PRECISION)
         here = tl.cast(step, tl.int64) * step_stride + offsets
         tl.store(positions_ptr + here, x, mask=mask)
@@ -301,20 +394,16 @@ def _forward_tiled_kernel(
     ``_delayed_product``). A barrier ends every step: the next step reads what all threads
     wrote.
     """
-    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
-    row_mask = rows < batch
-    row_offsets = rows.to(tl.int64)[:, None] * n_units
-    unit_base = tl.arange(0, BLOCK_N)
+    rows, row_mask, row_offsets = _batch_rows(batch, n_units, BLOCK_B)
     for step in range(steps):
         step_offset = tl.cast(step, tl.int64) * step_stride
         first = step == 0
         for unit_start in range(0, n_units, BLOCK_N):
-            units = unit_start + unit_base
-            unit_mask = units < n_units
-            mask = row_mask[:, None] & unit_mask[None, :]
-            tile = row_offsets + units[None, :]
+            units, unit_mask, mask, tile = _unit_tile(
+                unit_start, row_mask, row_offsets, n_units, BLOCK_N
+            )
             if HAS_DELAY:
-                velocity_tile = units.to(tl.int64)[None, :] * batch + rows[:, None]
+                velocity_tile = _unit_major_tile(rows, units, batch)
             else:
                 velocity_tile = tile
             pre = tl.load(drive_ptr + step_offset + tile, mask=mask, other=0.0).to(tl.float32)
@@ -344,15 +433,12 @@ def _forward_tiled_kernel(
                 mask=mask & (step > 0),
                 other=0.0,
             ) + tl.load(x0_ptr + tile, mask=mask & first, other=0.0).to(tl.float32)
-            gain = tl.load(gain_ptr + units, mask=unit_mask, other=0.0)[None, :]
-            spring = tl.load(spring_ptr + units, mask=unit_mask, other=0.0)[None, :]
-            retention = tl.load(retention_ptr + units, mask=unit_mask, other=0.0)[None, :]
-            if HAS_FEEDBACK:
-                feedback = tl.load(feedback_ptr + units, mask=unit_mask, other=0.0)[None, :]
-                pre += feedback * x
-            activation = _tanh(pre)
-            y = retention * y - spring * x + gain * activation
-            x = x + dt * y
+            gain, spring, retention, feedback = _unit_coefficients(
+                gain_ptr, spring_ptr, retention_ptr, feedback_ptr, units, unit_mask, HAS_FEEDBACK
+            )
+            activation, y, x = _oscillator_step(
+                pre, x, y, gain, spring, retention, feedback, dt, HAS_FEEDBACK
+            )
             tl.store(positions_ptr + step_offset + tile, x, mask=mask)
             tl.store(
                 velocities_ptr
@@ -402,22 +488,12 @@ def _backward_registers_kernel(
     lambda_x <- grad_x[t-1] + adjoint_t*coupling_t + lambda_x;
     lambda_y <- grad_y[t] + adjoint_t*retention + grad_pre_t @ W.
     """
-    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
-    units = tl.arange(0, N_PAD)
-    row_mask = rows < batch
-    unit_mask = units < n_units
-    mask = row_mask[:, None] & unit_mask[None, :]
-    offsets = rows.to(tl.int64)[:, None] * n_units + units[None, :]
-    weight = tl.load(
-        weight_ptr + units[:, None] * n_units + units[None, :],
-        mask=unit_mask[:, None] & unit_mask[None, :],
-        other=0.0,
-    ).to(tl.float32)
-    gain = tl.load(gain_ptr + units, mask=unit_mask, other=0.0)[None, :]
-    spring = tl.load(spring_ptr + units, mask=unit_mask, other=0.0)[None, :]
-    retention = tl.load(retention_ptr + units, mask=unit_mask, other=0.0)[None, :]
-    if HAS_FEEDBACK:
-        feedback = tl.load(feedback_ptr + units, mask=unit_mask, other=0.0)[None, :]
+    units, unit_mask, mask, offsets, weight = _register_tile(
+        weight_ptr, batch, n_units, N_PAD, BLOCK_B
+    )
+    gain, spring, retention, feedback = _unit_coefficients(
+        gain_ptr, spring_ptr, retention_ptr, feedback_ptr, units, unit_mask, HAS_FEEDBACK
+    )
     last = tl.cast(steps - 1, tl.int64) * step_stride
     if HAS_GRAD_POSITIONS:
         lambda_x = tl.load(grad_positions_ptr + last + offsets, mask=mask, other=0.0)
@@ -438,16 +514,11 @@ def _backward_registers_kernel(
         activation_next = tl.load(
             activations_ptr + (here - step_stride), mask=mask & (step > 0), other=0.0
         )
-        adjoint = lambda_y + dt * lambda_x
-        slope = gain * (1.0 - activation * activation)
-        grad_pre = adjoint * slope
+        adjoint, grad_pre, lambda_x = _adjoint_step(
+            lambda_x, lambda_y, activation, gain, spring, feedback, dt, HAS_FEEDBACK
+        )
         tl.store(adjoint_ptr + here, adjoint, mask=mask)
         tl.store(grad_pre_ptr + here, grad_pre, mask=mask)
-        if HAS_FEEDBACK:
-            coupling = feedback * slope - spring
-        else:
-            coupling = -spring
-        lambda_x = adjoint * coupling + lambda_x
         if HAS_GRAD_POSITIONS:
             lambda_x += tl.load(
                 grad_positions_ptr + (here - step_stride), mask=mask & (step > 0), other=0.0
@@ -561,15 +632,12 @@ def _backward_tiled_kernel(
     gradient of y0 (no delays) or of the history rows (delays, if wanted); lambda_x_ptr then
     holds the gradient of x0.
     """
-    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
-    row_mask = rows < batch
-    row_offsets = rows.to(tl.int64)[:, None] * n_units
-    unit_base = tl.arange(0, BLOCK_N)
+    rows, row_mask, row_offsets = _batch_rows(batch, n_units, BLOCK_B)
     last = tl.cast(steps - 1, tl.int64) * step_stride
     for unit_start in range(0, n_units, BLOCK_N):
-        units = unit_start + unit_base
-        mask = row_mask[:, None] & (units < n_units)[None, :]
-        tile = row_offsets + units[None, :]
+        units, unit_mask, mask, tile = _unit_tile(
+            unit_start, row_mask, row_offsets, n_units, BLOCK_N
+        )
         if HAS_GRAD_POSITIONS:
             start = tl.load(grad_positions_ptr + last + tile, mask=mask, other=0.0)
         else:
@@ -580,13 +648,12 @@ def _backward_tiled_kernel(
         step = steps - 1 - iteration
         step_offset = tl.cast(step, tl.int64) * step_stride
         for unit_start in range(0, n_units, BLOCK_N):
-            units = unit_start + unit_base
-            unit_mask = units < n_units
-            mask = row_mask[:, None] & unit_mask[None, :]
-            tile = row_offsets + units[None, :]
-            gain = tl.load(gain_ptr + units, mask=unit_mask, other=0.0)[None, :]
-            spring = tl.load(spring_ptr + units, mask=unit_mask, other=0.0)[None, :]
-            retention = tl.load(retention_ptr + units, mask=unit_mask, other=0.0)[None, :]
+            units, unit_mask, mask, tile = _unit_tile(
+                unit_start, row_mask, row_offsets, n_units, BLOCK_N
+            )
+            gain, spring, retention, feedback = _unit_coefficients(
+                gain_ptr, spring_ptr, retention_ptr, feedback_ptr, units, unit_mask, HAS_FEEDBACK
+            )
             lambda_y = _velocity_adjoint(
                 step, grad_velocities_ptr, adjoint_ptr, grad_pre_ptr, matrix_ptr, delay_ptr,
                 retention, rows, row_offsets, row_mask, units, unit_mask, tile, mask, steps, batch,
@@ -594,22 +661,16 @@ def _backward_tiled_kernel(
                 BLOCK_B, BLOCK_N, BLOCK_K,
             )  # fmt: skip
             lambda_x = tl.load(lambda_x_ptr + tile, mask=mask, other=0.0)
-            adjoint = lambda_y + dt * lambda_x
             activation = tl.load(activations_ptr + step_offset + tile, mask=mask, other=0.0)
-            slope = gain * (1.0 - activation * activation)
-            grad_pre = adjoint * slope
+            adjoint, grad_pre, lambda_x = _adjoint_step(
+                lambda_x, lambda_y, activation, gain, spring, feedback, dt, HAS_FEEDBACK
+            )
             tl.store(adjoint_ptr + step_offset + tile, adjoint, mask=mask)
             if HAS_DELAY:
-                grad_pre_tile = units.to(tl.int64)[None, :] * batch + rows[:, None]
+                grad_pre_tile = _unit_major_tile(rows, units, batch)
             else:
                 grad_pre_tile = tile
             tl.store(grad_pre_ptr + step_offset + grad_pre_tile, grad_pre, mask=mask)
-            if HAS_FEEDBACK:
-                feedback = tl.load(feedback_ptr + units, mask=unit_mask, other=0.0)[None, :]
-                coupling = feedback * slope - spring
-            else:
-                coupling = -spring
-            lambda_x = adjoint * coupling + lambda_x
             if HAS_GRAD_POSITIONS:
                 lambda_x += tl.load(
                     grad_positions_ptr + (step_offset - step_stride) + tile,
@@ -620,11 +681,10 @@ def _backward_tiled_kernel(
         tl.debug_barrier()
     if not HAS_DELAY:
         for unit_start in range(0, n_units, BLOCK_N):
-            units = unit_start + unit_base
-            unit_mask = units < n_units
-            mask = row_mask[:, None] & unit_mask[None, :]
-            tile = row_offsets + units[None, :]
-            retention = tl.load(retention_ptr + units, mask=unit_mask, other=0.0)[None, :]
+            units, unit_mask, mask, tile = _unit_tile(
+                unit_start, row_mask, row_offsets, n_units, BLOCK_N
+            )
+            retention = _unit_row(retention_ptr, units, unit_mask)
             grad_y0 = _velocity_adjoint(
                 -1, grad_velocities_ptr, adjoint_ptr, grad_pre_ptr, matrix_ptr, delay_ptr,
                 retention, rows, row_offsets, row_mask, units, unit_mask, tile, mask, steps, batch,
@@ -637,10 +697,9 @@ def _backward_tiled_kernel(
         # L - 1 - k of the velocity buffer's gradient.
         for lag in range(history_length):
             for unit_start in range(0, n_units, BLOCK_N):
-                units = unit_start + unit_base
-                unit_mask = units < n_units
-                mask = row_mask[:, None] & unit_mask[None, :]
-                tile = row_offsets + units[None, :]
+                units, unit_mask, mask, tile = _unit_tile(
+                    unit_start, row_mask, row_offsets, n_units, BLOCK_N
+                )
                 if HAS_GRAD_VELOCITIES:
                     total = tl.load(
                         grad_velocities_ptr
@@ -752,26 +811,27 @@ else:
 # PRECISION is a key: a configuration tuned for one product precision is not reused for the
 # other when allow_tf32 changes between calls.
 _TUNING_KEYS = ["n_units", "batch", "HAS_FEEDBACK", "PRECISION"]
-_register_prune = {"early_config_prune": _keep_spill_free_warps}
-_forward_registers = triton.autotune(
-    _REGISTER_CONFIGS, key=_TUNING_KEYS, prune_configs_by=_register_prune
-)(_forward_registers_kernel)
-_backward_registers = triton.autotune(
-    _REGISTER_CONFIGS, key=_TUNING_KEYS, prune_configs_by=_register_prune
-)(_backward_registers_kernel)
-_prune = {"early_config_prune": _keep_fitting_tiles}
-_forward_dense_tiled = triton.autotune(
-    _DENSE_TILED_CONFIGS, key=_TUNING_KEYS, prune_configs_by=_prune
-)(_forward_tiled_kernel)
-_backward_dense_tiled = triton.autotune(
-    _DENSE_TILED_CONFIGS, key=_TUNING_KEYS, prune_configs_by=_prune
-)(_backward_tiled_kernel)
-_forward_delayed = triton.autotune(_DELAYED_CONFIGS, key=_TUNING_KEYS, prune_configs_by=_prune)(
-    _forward_tiled_kernel
+
+
+def _autotuned(kernel: Any, configs: list[triton.Config], prune: Callable[..., list]) -> Any:
+    """``kernel`` autotuned over ``configs`` per tuning key, ``prune`` dropping configs first."""
+    return triton.autotune(
+        configs, key=_TUNING_KEYS, prune_configs_by={"early_config_prune": prune}
+    )(kernel)
+
+
+_forward_registers = _autotuned(
+    _forward_registers_kernel, _REGISTER_CONFIGS, _keep_spill_free_warps
 )
-_backward_delayed = triton.autotune(_DELAYED_CONFIGS, key=_TUNING_KEYS, prune_configs_by=_prune)(
-    _backward_tiled_kernel
+_backward_registers = _autotuned(
+    _backward_registers_kernel, _REGISTER_CONFIGS, _keep_spill_free_warps
 )
+_forward_dense_tiled = _autotuned(_forward_tiled_kernel, _DENSE_TILED_CONFIGS, _keep_fitting_tiles)
+_backward_dense_tiled = _autotuned(
+    _backward_tiled_kernel, _DENSE_TILED_CONFIGS, _keep_fitting_tiles
+)
+_forward_delayed = _autotuned(_forward_tiled_kernel, _DELAYED_CONFIGS, _keep_fitting_tiles)
+_backward_delayed = _autotuned(_backward_tiled_kernel, _DELAYED_CONFIGS, _keep_fitting_tiles)
 
 
 def _uses_registers(n_units: int, delayed: bool) -> bool:
