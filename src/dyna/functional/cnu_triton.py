@@ -59,128 +59,106 @@ def _dot_options(dtype: torch.dtype) -> dict[str, object]:
 
 
 @triton.jit
+def _sorted_tile(sorted_keys_ptr, order_ptr, pairs, slots, BLOCK_PAIRS: tl.constexpr):
+    """This program's tile of sorted pairs and the first and last memory present in it.
+
+    Returns (valid, memory_of, pair, sample), each (BLOCK_PAIRS,), then first and last (scalars).
+    """
+    position = tl.program_id(0) * BLOCK_PAIRS + tl.arange(0, BLOCK_PAIRS)
+    valid = position < pairs
+    key = tl.load(sorted_keys_ptr + position, mask=valid, other=0)
+    memory_of = key // 2
+    pair = tl.load(order_ptr + position, mask=valid, other=0)
+    sample = pair // slots
+    first = tl.min(tl.where(valid, memory_of, 2**62), axis=0)
+    last = tl.max(tl.where(valid, memory_of, -1), axis=0)
+    return valid, memory_of, pair, sample, first, last
+
+
+@triton.jit
+def _load_inputs(x_ptr, sample, columns, pairs_ok, in_features, x_stride, HAS_BIAS: tl.constexpr):
+    """x̃[sample, columns] (pairs, columns), zero outside ``pairs_ok``; 1 in the bias column."""
+    inputs = tl.load(
+        x_ptr + sample[:, None] * x_stride + columns[None, :],
+        mask=pairs_ok[:, None] & (columns < in_features)[None, :],
+        other=0.0,
+    )
+    if HAS_BIAS:
+        # Through float32: the interpreter has no bfloat16 constants.
+        bias_column = pairs_ok[:, None] & (columns == in_features)[None, :]
+        inputs = tl.where(bias_column, 1.0, inputs.to(tl.float32)).to(inputs.dtype)
+    return inputs
+
+
+@triton.jit
+def _dot(left, right, PRECISION: tl.constexpr, UPCAST: tl.constexpr):
+    """left @ right in float32: (M, K) by (K, N), the operands widened first under UPCAST."""
+    if UPCAST:
+        left, right = left.to(tl.float32), right.to(tl.float32)
+    return tl.dot(left, right, input_precision=PRECISION)
+
+
+@triton.jit
 def _gather_mm_kernel(
-    x_ptr,
+    left_ptr,
+    weights_ptr,
     memories_ptr,
     sorted_keys_ptr,
     order_ptr,
     outputs_ptr,
     pairs,
-    in_features,
-    rows,
-    row_size,
+    left_size,
+    left_stride,
+    reduction,
+    out_size,
+    out_step,
+    reduction_step,
+    memory_size,
     slots,
-    x_stride,
     HAS_BIAS: tl.constexpr,
+    SCALED: tl.constexpr,
     BLOCK_PAIRS: tl.constexpr,
-    BLOCK_ROWS: tl.constexpr,
+    BLOCK_OUT: tl.constexpr,
     BLOCK_K: tl.constexpr,
     PRECISION: tl.constexpr,
     UPCAST: tl.constexpr,
 ):
-    """outputs[pair, r] = M[memory(pair), r, :] · x̃[sample(pair)], for a tile of sorted pairs."""
-    position = tl.program_id(0) * BLOCK_PAIRS + tl.arange(0, BLOCK_PAIRS)
-    valid = position < pairs
-    key = tl.load(sorted_keys_ptr + position, mask=valid, other=0)
-    memory_of = key // 2
-    pair = tl.load(order_ptr + position, mask=valid, other=0)
-    sample = pair // slots
-    first = tl.min(tl.where(valid, memory_of, 2**62), axis=0)
-    last = tl.max(tl.where(valid, memory_of, -1), axis=0)
-    out_rows = tl.program_id(1) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
-    rows_ok = out_rows < rows
-    result = tl.zeros((BLOCK_PAIRS, BLOCK_ROWS), dtype=tl.float32)
+    """outputs[pair, o] = Σ_κ [α[pair]] left[sample(pair), κ] · M[memory(pair)] at (κ, o).
+
+    The forward reads x̃ (left_size = in_features, the bias column past it) against Mᵀ
+    (out_step = row_size, reduction_step = 1); the input gradient reads α g (SCALED) against M
+    (out_step = 1, reduction_step = row_size). outputs is (pairs, out_size) float32.
+    """
+    valid, memory_of, pair, sample, first, last = _sorted_tile(
+        sorted_keys_ptr, order_ptr, pairs, slots, BLOCK_PAIRS
+    )
+    if SCALED:
+        alpha = tl.load(weights_ptr + pair, mask=valid, other=0.0).to(tl.float32)
+    outs = tl.program_id(1) * BLOCK_OUT + tl.arange(0, BLOCK_OUT)
+    outs_ok = outs < out_size
+    result = tl.zeros((BLOCK_PAIRS, BLOCK_OUT), dtype=tl.float32)
     # The tile is sorted: it holds the pairs of a few consecutive memories, one product each.
     for memory in range(first, last + 1):
         mine = valid & (memory_of == memory)
         if tl.max(mine.to(tl.int32), axis=0) > 0:
-            accumulator = tl.zeros((BLOCK_PAIRS, BLOCK_ROWS), dtype=tl.float32)
-            base = memories_ptr + memory * rows * row_size
-            for start in range(0, row_size, BLOCK_K):
-                column = start + tl.arange(0, BLOCK_K)
-                inputs = tl.load(
-                    x_ptr + sample[:, None] * x_stride + column[None, :],
-                    mask=mine[:, None] & (column < in_features)[None, :],
-                    other=0.0,
-                )
-                if HAS_BIAS:
-                    # Through float32: the interpreter has no bfloat16 constants.
-                    bias_column = column[None, :] == in_features
-                    inputs = tl.where(bias_column, 1.0, inputs.to(tl.float32)).to(inputs.dtype)
+            accumulator = tl.zeros((BLOCK_PAIRS, BLOCK_OUT), dtype=tl.float32)
+            base = memories_ptr + memory * memory_size
+            for start in range(0, reduction, BLOCK_K):
+                step = start + tl.arange(0, BLOCK_K)
+                left = _load_inputs(left_ptr, sample, step, mine, left_size, left_stride, HAS_BIAS)
                 block = tl.load(
-                    base + out_rows[None, :] * row_size + column[:, None],
-                    mask=(column < row_size)[:, None] & rows_ok[None, :],
+                    base + outs[None, :] * out_step + step[:, None] * reduction_step,
+                    mask=(step < reduction)[:, None] & outs_ok[None, :],
                     other=0.0,
                 )
-                if UPCAST:
-                    inputs, block = inputs.to(tl.float32), block.to(tl.float32)
-                accumulator += tl.dot(inputs, block, input_precision=PRECISION)
+                if SCALED:
+                    left = (left.to(tl.float32) * alpha[:, None]).to(block.dtype)
+                accumulator += _dot(left, block, PRECISION, UPCAST)
             result = tl.where(mine[:, None], accumulator, result)
     tl.store(
-        outputs_ptr + pair[:, None] * rows + out_rows[None, :],
+        outputs_ptr + pair[:, None] * out_size + outs[None, :],
         result,
-        mask=valid[:, None] & rows_ok[None, :],
-    )
-
-
-@triton.jit
-def _gather_mm_input_grad_kernel(
-    grad_ptr,
-    weights_ptr,
-    memories_ptr,
-    sorted_keys_ptr,
-    order_ptr,
-    pair_grads_ptr,
-    pairs,
-    in_features,
-    rows,
-    row_size,
-    slots,
-    BLOCK_PAIRS: tl.constexpr,
-    BLOCK_COLUMNS: tl.constexpr,
-    BLOCK_K: tl.constexpr,
-    PRECISION: tl.constexpr,
-    UPCAST: tl.constexpr,
-):
-    """pair_grads[pair, c] = α[pair] g[sample(pair)] · M[memory(pair), :, c] (no bias column)."""
-    position = tl.program_id(0) * BLOCK_PAIRS + tl.arange(0, BLOCK_PAIRS)
-    valid = position < pairs
-    key = tl.load(sorted_keys_ptr + position, mask=valid, other=0)
-    memory_of = key // 2
-    pair = tl.load(order_ptr + position, mask=valid, other=0)
-    sample = pair // slots
-    alpha = tl.load(weights_ptr + pair, mask=valid, other=0.0).to(tl.float32)
-    first = tl.min(tl.where(valid, memory_of, 2**62), axis=0)
-    last = tl.max(tl.where(valid, memory_of, -1), axis=0)
-    columns = tl.program_id(1) * BLOCK_COLUMNS + tl.arange(0, BLOCK_COLUMNS)
-    columns_ok = columns < in_features
-    result = tl.zeros((BLOCK_PAIRS, BLOCK_COLUMNS), dtype=tl.float32)
-    for memory in range(first, last + 1):
-        mine = valid & (memory_of == memory)
-        if tl.max(mine.to(tl.int32), axis=0) > 0:
-            accumulator = tl.zeros((BLOCK_PAIRS, BLOCK_COLUMNS), dtype=tl.float32)
-            base = memories_ptr + memory * rows * row_size
-            for start in range(0, rows, BLOCK_K):
-                row = start + tl.arange(0, BLOCK_K)
-                grads = tl.load(
-                    grad_ptr + sample[:, None] * rows + row[None, :],
-                    mask=mine[:, None] & (row < rows)[None, :],
-                    other=0.0,
-                ).to(tl.float32)
-                block = tl.load(
-                    base + row[:, None] * row_size + columns[None, :],
-                    mask=(row < rows)[:, None] & columns_ok[None, :],
-                    other=0.0,
-                )
-                scaled = (grads * alpha[:, None]).to(block.dtype)
-                if UPCAST:
-                    scaled, block = scaled.to(tl.float32), block.to(tl.float32)
-                accumulator += tl.dot(scaled, block, input_precision=PRECISION)
-            result = tl.where(mine[:, None], accumulator, result)
-    tl.store(
-        pair_grads_ptr + pair[:, None] * in_features + columns[None, :],
-        result,
-        mask=valid[:, None] & columns_ok[None, :],
+        mask=valid[:, None] & outs_ok[None, :],
     )
 
 
@@ -225,18 +203,9 @@ def _memory_grad_kernel(
             mask=valid[None, :] & rows_ok[:, None],
             other=0.0,
         ).to(tl.float32)
-        inputs = tl.load(
-            x_ptr + sample[:, None] * x_stride + columns[None, :],
-            mask=valid[:, None] & (columns < in_features)[None, :],
-            other=0.0,
-        )
-        if HAS_BIAS:
-            bias_column = valid[:, None] & (columns == in_features)[None, :]
-            inputs = tl.where(bias_column, 1.0, inputs.to(tl.float32)).to(inputs.dtype)
+        inputs = _load_inputs(x_ptr, sample, columns, valid, in_features, x_stride, HAS_BIAS)
         scaled = (grads * alpha[None, :]).to(inputs.dtype)
-        if UPCAST:
-            scaled, inputs = scaled.to(tl.float32), inputs.to(tl.float32)
-        accumulator += tl.dot(scaled, inputs, input_precision=PRECISION)
+        accumulator += _dot(scaled, inputs, PRECISION, UPCAST)
     tl.store(
         memory_grads_ptr
         + memory * rows * row_size
@@ -264,6 +233,58 @@ def _sorted_pairs(
     boundaries = torch.arange(2 * memories + 1, device=indices.device, dtype=sorted_keys.dtype)
     bounds = torch.searchsorted(sorted_keys, boundaries)
     return sorted_keys, order, bounds
+
+
+def _gather_mm(
+    left: torch.Tensor,
+    weights: torch.Tensor,
+    memories: torch.Tensor,
+    sorted_keys: torch.Tensor,
+    order: torch.Tensor,
+    out_size: int,
+    slots: int,
+    out_step: int,
+    reduction_step: int,
+    bias: bool,
+    scaled: bool,
+    dot_options: dict[str, object],
+) -> torch.Tensor:
+    """Launch :func:`_gather_mm_kernel`: (pairs, out_size) float32 per-pair products.
+
+    ``left`` is (b, left_size) with contiguous rows (x, or the output gradient when ``scaled``
+    by the flat weights (b·k,)); memories is (1, m, rows·p); the reduction runs over left's
+    columns, plus the bias column with ``bias``. ``dot_options`` is :func:`_dot_options`.
+    """
+    pairs = sorted_keys.shape[0]
+    left_size = left.shape[1]
+    reduction = left_size + (1 if bias else 0)
+    outputs = torch.empty(pairs, out_size, device=left.device, dtype=torch.float32)
+    if pairs:
+        grid = (triton.cdiv(pairs, _PAIRS_BLOCK), triton.cdiv(out_size, _COLUMNS_BLOCK))
+        _gather_mm_kernel[grid](
+            left,
+            weights,
+            memories,
+            sorted_keys,
+            order,
+            outputs,
+            pairs,
+            left_size,
+            left.stride(0),
+            reduction,
+            out_size,
+            out_step,
+            reduction_step,
+            memories.shape[2],
+            slots,
+            HAS_BIAS=bias,
+            SCALED=scaled,
+            BLOCK_PAIRS=_PAIRS_BLOCK,
+            BLOCK_OUT=_COLUMNS_BLOCK,
+            BLOCK_K=_REDUCTION_BLOCK,
+            **dot_options,
+        )
+    return outputs
 
 
 @torch.library.custom_op("dyna::cnu_blend", mutates_args=())
@@ -294,32 +315,22 @@ def cnu_blend(
     k = indices.shape[2]
     row_size = in_features + (1 if bias else 0)
     rows = u // row_size
-    pairs = b * k
     sorted_keys, order, bounds = _sorted_pairs(indices, m, trainable_slots)
-    pair_outputs = torch.empty(pairs, rows, device=x.device, dtype=torch.float32)
-    if pairs:
-        grid: tuple[int, ...] = (
-            triton.cdiv(pairs, _PAIRS_BLOCK),
-            triton.cdiv(rows, _COLUMNS_BLOCK),
-        )
-        _gather_mm_kernel[grid](
-            x,
-            memories,
-            sorted_keys,
-            order,
-            pair_outputs,
-            pairs,
-            in_features,
-            rows,
-            row_size,
-            k,
-            x.stride(0),
-            HAS_BIAS=bias,
-            BLOCK_PAIRS=_PAIRS_BLOCK,
-            BLOCK_ROWS=_COLUMNS_BLOCK,
-            BLOCK_K=_REDUCTION_BLOCK,
-            **_dot_options(x.dtype),
-        )
+    # Against Mᵀ: output row r of memory t lies at M[t, r, :], the reduction runs along p.
+    pair_outputs = _gather_mm(
+        x,
+        weights,
+        memories,
+        sorted_keys,
+        order,
+        rows,
+        k,
+        row_size,
+        1,
+        bias,
+        False,
+        _dot_options(x.dtype),
+    )
     # One batched product weights the k outputs of every sample.
     out = torch.bmm(weights.reshape(b, 1, k).float(), pair_outputs.view(b, k, rows))
     return out.view(b, rows).to(x.dtype), pair_outputs, sorted_keys, order, bounds
@@ -374,29 +385,21 @@ def cnu_blend_backward(
         grad_weights = torch.bmm(pair_outputs.view(b, k, rows), grad_out.view(b, rows, 1).float())
         grad_weights = grad_weights.view(b, 1, k).to(weights.dtype)
     if need_x:
-        pair_grads = torch.empty(pairs, in_features, device=x.device, dtype=torch.float32)
-        if pairs:
-            grid: tuple[int, ...] = (
-                triton.cdiv(pairs, _PAIRS_BLOCK),
-                triton.cdiv(in_features, _COLUMNS_BLOCK),
-            )
-            _gather_mm_input_grad_kernel[grid](
-                grad_out,
-                flat_weights,
-                memories,
-                sorted_keys,
-                order,
-                pair_grads,
-                pairs,
-                in_features,
-                rows,
-                row_size,
-                k,
-                BLOCK_PAIRS=_PAIRS_BLOCK,
-                BLOCK_COLUMNS=_COLUMNS_BLOCK,
-                BLOCK_K=_REDUCTION_BLOCK,
-                **dot_options,
-            )
+        # Against M: output column c of memory t lies at M[t, :, c], the reduction runs along rows.
+        pair_grads = _gather_mm(
+            grad_out,
+            flat_weights,
+            memories,
+            sorted_keys,
+            order,
+            in_features,
+            k,
+            1,
+            row_size,
+            False,
+            True,
+            dot_options,
+        )
         grad_x = pair_grads.view(b, k, in_features).sum(1).to(x.dtype)
     if need_memories:
         memory_grads = torch.empty(m, rows, row_size, device=x.device, dtype=torch.float32)

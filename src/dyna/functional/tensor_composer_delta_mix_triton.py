@@ -58,16 +58,44 @@ def _load_bank(x_ptr, rows, columns, rank, n):
 
 
 @triton.jit
+def _load_square(matrix_ptr, rows, rank, BLOCK_R: tl.constexpr):
+    """matrix[rows, :] (BLOCK_R, BLOCK_R) of an (r, r) matrix at matrix_ptr, zeros outside."""
+    columns_r = tl.arange(0, BLOCK_R)
+    inside = (rows < rank)[:, None] & (columns_r < rank)[None, :]
+    return tl.load(matrix_ptr + rows[:, None] * rank + columns_r[None, :], mask=inside, other=0.0)
+
+
+@triton.jit
 def _lifted_filters(x, gram_ptr, rows, rank, repulsion, eps, BLOCK_R: tl.constexpr):
     """lift(x - a G x) of one tile: x (BLOCK_R, BLOCK_N) float32, gram_ptr at G[b]."""
-    columns_r = tl.arange(0, BLOCK_R)
-    gram_ok = (rows < rank)[:, None] & (columns_r < rank)[None, :]
-    gram = tl.load(gram_ptr + rows[:, None] * rank + columns_r[None, :], mask=gram_ok, other=0.0)
+    gram = _load_square(gram_ptr, rows, rank, BLOCK_R)
     repelled = tl.sum(gram[:, :, None] * x[None, :, :], axis=1)
     filters = x - repulsion * repelled
     # sign(f) max(|f|, eps): an exact zero (and the padding) stays zero.
     sign = tl.where(filters > 0, 1.0, tl.where(filters < 0, -1.0, 0.0))
     return sign * tl.maximum(tl.abs(filters), eps)
+
+
+@triton.jit
+def _filters_tile(
+    x_ptr, gram_ptr, rank, n, repulsion, eps, BLOCK_R: tl.constexpr, BLOCK_N: tl.constexpr
+):
+    """This program's tile of sample program_id(0), columns tile program_id(1).
+
+    Returns (sample, tile, rows (BLOCK_R,), rows_ok, columns (BLOCK_N,), columns_ok, x, filters),
+    x and the lifted filters (BLOCK_R, BLOCK_N) float32.
+    """
+    sample = tl.program_id(0).to(tl.int64)
+    tile = tl.program_id(1)
+    rows = tl.arange(0, BLOCK_R)
+    rows_ok = rows < rank
+    columns = tile * BLOCK_N + tl.arange(0, BLOCK_N)
+    columns_ok = columns < n
+    x = _load_bank(x_ptr + sample * rank * n, rows, columns, rank, n)
+    filters = _lifted_filters(
+        x, gram_ptr + sample * rank * rank, rows, rank, repulsion, eps, BLOCK_R
+    )
+    return sample, tile, rows, rows_ok, columns, columns_ok, x, filters
 
 
 @triton.jit
@@ -100,15 +128,8 @@ def _mix_kernel(
     BLOCK_R: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
-    sample = tl.program_id(0).to(tl.int64)
-    tile = tl.program_id(1)
-    rows = tl.arange(0, BLOCK_R)
-    rows_ok = rows < rank
-    columns = tile * BLOCK_N + tl.arange(0, BLOCK_N)
-    columns_ok = columns < n
-    x = _load_bank(x_ptr + sample * rank * n, rows, columns, rank, n)
-    filters = _lifted_filters(
-        x, gram_ptr + sample * rank * rank, rows, rank, repulsion, eps, BLOCK_R
+    sample, tile, rows, rows_ok, columns, columns_ok, _x, filters = _filters_tile(
+        x_ptr, gram_ptr, rank, n, repulsion, eps, BLOCK_R, BLOCK_N
     )
     mixing = tl.load(mixing_ptr + sample * rank + rows, mask=rows_ok, other=0.0).to(tl.float32)
     mixed = tl.sum(mixing[:, None] * filters, axis=0)
@@ -161,15 +182,8 @@ def _backward_sums_kernel(
     BLOCK_R: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
-    sample = tl.program_id(0).to(tl.int64)
-    tile = tl.program_id(1)
-    rows = tl.arange(0, BLOCK_R)
-    rows_ok = rows < rank
-    columns = tile * BLOCK_N + tl.arange(0, BLOCK_N)
-    columns_ok = columns < n
-    x = _load_bank(x_ptr + sample * rank * n, rows, columns, rank, n)
-    filters = _lifted_filters(
-        x, gram_ptr + sample * rank * rank, rows, rank, repulsion, eps, BLOCK_R
+    sample, tile, rows, rows_ok, columns, columns_ok, x, filters = _filters_tile(
+        x_ptr, gram_ptr, rank, n, repulsion, eps, BLOCK_R, BLOCK_N
     )
     grad = tl.load(grad_ptr + sample * n + columns, mask=columns_ok, other=0.0).to(tl.float32)
     # Per tile, rows of (sum f g, sum x g, sum e g) over r, then sum g and sum g^2.
@@ -203,12 +217,7 @@ def _backward_bank_kernel(
     x = _load_bank(x_ptr + sample * rank * n, rows, columns, rank, n)
     grad = tl.load(grad_ptr + sample * n + columns, mask=columns_ok, other=0.0).to(tl.float32)
     coefficient = tl.load(coefficient_ptr + sample * rank + rows, mask=rows_ok, other=0.0)
-    columns_r = tl.arange(0, BLOCK_R)
-    symmetric = tl.load(
-        symmetric_ptr + sample * rank * rank + rows[:, None] * rank + columns_r[None, :],
-        mask=rows_ok[:, None] & (columns_r < rank)[None, :],
-        other=0.0,
-    )
+    symmetric = _load_square(symmetric_ptr + sample * rank * rank, rows, rank, BLOCK_R)
     grad_x = coefficient[:, None] * grad[None, :] + tl.sum(
         symmetric[:, :, None] * x[None, :, :], axis=1
     )
