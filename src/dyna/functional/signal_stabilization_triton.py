@@ -53,6 +53,28 @@ def _stabilizer_terms(x, leak, siglog_eps):
 
 
 @triton.jit
+def _stabilized_rows(
+    x_ptr, rows, width, eps, leak, siglog_eps, BLOCK_R: tl.constexpr, BLOCK_W: tl.constexpr
+):
+    """The compressor over this program's BLOCK_R rows of width W.
+
+    Returns row (BLOCK_R,), row_ok, inside and offsets (BLOCK_R, BLOCK_W), x, sigmoid, gate,
+    value, z (zero outside) as float32 (BLOCK_R, BLOCK_W) and scale 1 / sqrt(mean_w |z| + eps)
+    (BLOCK_R,).
+    """
+    row = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
+    row_ok = row < rows
+    column = tl.arange(0, BLOCK_W)
+    inside = row_ok[:, None] & (column < width)[None, :]
+    offsets = row[:, None] * width + column[None, :]
+    x = tl.load(x_ptr + offsets, mask=inside, other=0.0).to(tl.float32)
+    sigmoid, gate, value, z = _stabilizer_terms(x, leak, siglog_eps)
+    z = tl.where(inside, z, 0.0)
+    scale = 1.0 / tl.sqrt(tl.sum(tl.abs(z), axis=1) / width + eps)
+    return row, row_ok, inside, offsets, x, sigmoid, gate, value, z, scale
+
+
+@triton.jit
 def _stabilize_kernel(
     x_ptr,
     out_ptr,
@@ -64,14 +86,9 @@ def _stabilize_kernel(
     BLOCK_R: tl.constexpr,
     BLOCK_W: tl.constexpr,
 ):
-    row = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
-    column = tl.arange(0, BLOCK_W)
-    inside = (row < rows)[:, None] & (column < width)[None, :]
-    offsets = row[:, None] * width + column[None, :]
-    x = tl.load(x_ptr + offsets, mask=inside, other=0.0).to(tl.float32)
-    _, _, _, z = _stabilizer_terms(x, leak, siglog_eps)
-    z = tl.where(inside, z, 0.0)
-    scale = 1.0 / tl.sqrt(tl.sum(tl.abs(z), axis=1) / width + eps)
+    _, _, inside, offsets, _, _, _, _, z, scale = _stabilized_rows(
+        x_ptr, rows, width, eps, leak, siglog_eps, BLOCK_R, BLOCK_W
+    )
     tl.store(out_ptr + offsets, z * scale[:, None], mask=inside)
 
 
@@ -89,16 +106,10 @@ def _stabilize_backward_kernel(
     BLOCK_R: tl.constexpr,
     BLOCK_W: tl.constexpr,
 ):
-    row = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)
-    row_ok = row < rows
-    column = tl.arange(0, BLOCK_W)
-    inside = row_ok[:, None] & (column < width)[None, :]
-    offsets = row[:, None] * width + column[None, :]
-    x = tl.load(x_ptr + offsets, mask=inside, other=0.0).to(tl.float32)
+    row, row_ok, inside, offsets, x, sigmoid, gate, value, z, scale = _stabilized_rows(
+        x_ptr, rows, width, eps, leak, siglog_eps, BLOCK_R, BLOCK_W
+    )
     grad = tl.load(grad_ptr + offsets, mask=inside, other=0.0).to(tl.float32)
-    sigmoid, gate, value, z = _stabilizer_terms(x, leak, siglog_eps)
-    z = tl.where(inside, z, 0.0)
-    scale = 1.0 / tl.sqrt(tl.sum(tl.abs(z), axis=1) / width + eps)
     # y = z s: dz = g s - s^3 / (2 W) sum_w(g z) sign(z)
     weighted = tl.sum(grad * z, axis=1) * scale * scale * scale * (-0.5 / width)
     sign = tl.where(z > 0, 1.0, tl.where(z < 0, -1.0, 0.0))
@@ -128,6 +139,24 @@ def _blocks(width: int) -> tuple[int, int, int]:
     return block_r, block_w, max(4, min(32, block_r * block_w // 256))
 
 
+def _launch(
+    kernel: triton.JITFunction,
+    tensors: tuple[torch.Tensor, ...],
+    rows: int,
+    width: int,
+    *scalars: float,
+) -> None:
+    """Run a row kernel of this module over ``rows`` rows of ``width`` (one launch).
+
+    The kernel takes the tensors, then the rows, the width and the scalars (eps, leak,
+    siglog_eps), then BLOCK_R and BLOCK_W.
+    """
+    block_r, block_w, warps = _blocks(width)
+    kernel[(triton.cdiv(rows, block_r),)](
+        *tensors, rows, width, *scalars, BLOCK_R=block_r, BLOCK_W=block_w, num_warps=warps
+    )
+
+
 @torch.library.custom_op("dyna::stabilize", mutates_args=())
 def stabilize(
     x: torch.Tensor, eps: float, leak: float, bgn_eps: float, siglog_eps: float
@@ -144,19 +173,7 @@ def stabilize(
     rows = x.numel() // width if width else 0
     out = torch.empty(x.shape, device=x.device, dtype=torch.float32)
     if rows:
-        block_r, block_w, warps = _blocks(width)
-        _stabilize_kernel[(triton.cdiv(rows, block_r),)](
-            x,
-            out,
-            rows,
-            width,
-            eps,
-            leak,
-            siglog_eps,
-            BLOCK_R=block_r,
-            BLOCK_W=block_w,
-            num_warps=warps,
-        )
+        _launch(_stabilize_kernel, (x, out), rows, width, eps, leak, siglog_eps)
     return out.to(x.dtype)
 
 
@@ -177,21 +194,7 @@ def stabilize_backward(
     grad = grad.contiguous()
     chain = torch.empty(x.shape, device=x.device, dtype=torch.float32)
     sums = torch.empty(rows, 3, device=x.device, dtype=torch.float32)
-    block_r, block_w, warps = _blocks(width)
-    _stabilize_backward_kernel[(triton.cdiv(rows, block_r),)](
-        grad,
-        x,
-        chain,
-        sums,
-        rows,
-        width,
-        eps,
-        leak,
-        siglog_eps,
-        BLOCK_R=block_r,
-        BLOCK_W=block_w,
-        num_warps=warps,
-    )
+    _launch(_stabilize_backward_kernel, (grad, x, chain, sums), rows, width, eps, leak, siglog_eps)
     norms = sums.view(batch, -1, 3).sum(dim=1).sqrt()  # per sample: ||g||, ||G||, ||G D||
     root = math.sqrt(rows // batch * width)
     output_scale = root / (norms[:, 0] + bgn_eps)

@@ -37,6 +37,40 @@ MAX_WIDTH = 1024
 
 
 @triton.jit
+def _load_complex(row_ptr, ok):
+    """(real, imaginary) float32 of interleaved complex entries at row_ptr, zeros outside ok."""
+    real = tl.load(row_ptr, mask=ok, other=0.0).to(tl.float32)
+    imag = tl.load(row_ptr + 1, mask=ok, other=0.0).to(tl.float32)
+    return real, imag
+
+
+@triton.jit
+def _plane_tile(height, width, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
+    """The (BLOCK_H, BLOCK_W) plane tile of programs (·, program_id(1), program_id(2)).
+
+    Returns rows (BLOCK_H,), columns (BLOCK_W,), their masks, the tile mask and the offsets
+    h·W + w (BLOCK_H, BLOCK_W) of its entries in one (H, W) plane.
+    """
+    rows = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
+    columns = tl.program_id(2) * BLOCK_W + tl.arange(0, BLOCK_W)
+    rows_ok = rows < height
+    columns_ok = columns < width
+    inside = rows_ok[:, None] & columns_ok[None, :]
+    plane_offsets = rows[:, None] * width + columns[None, :]
+    return rows, columns, rows_ok, columns_ok, inside, plane_offsets
+
+
+@triton.jit
+def _factor_outer(u_ptr, v_ptr, slice_index, rows, columns, rows_ok, columns_ok, height, width):
+    """Re and Im of u[slice, rows] v[slice, columns] (BLOCK_H, BLOCK_W), float32."""
+    u_re, u_im = _load_complex(u_ptr + slice_index * height * 2 + rows * 2, rows_ok)
+    v_re, v_im = _load_complex(v_ptr + slice_index * width * 2 + columns * 2, columns_ok)
+    real = u_re[:, None] * v_re[None, :] - u_im[:, None] * v_im[None, :]
+    imag = u_re[:, None] * v_im[None, :] + u_im[:, None] * v_re[None, :]
+    return real, imag
+
+
+@triton.jit
 def _projection_kernel(
     u_ptr,
     v_ptr,
@@ -50,26 +84,18 @@ def _projection_kernel(
     BLOCK_W: tl.constexpr,
 ):
     sample = tl.program_id(0).to(tl.int64)
-    rows = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
-    columns = tl.program_id(2) * BLOCK_W + tl.arange(0, BLOCK_W)
-    rows_ok = rows < height
-    columns_ok = columns < width
-    inside = rows_ok[:, None] & columns_ok[None, :]
-    plane_offsets = rows[:, None] * width + columns[None, :]
+    rows, columns, rows_ok, columns_ok, inside, plane_offsets = _plane_tile(
+        height, width, BLOCK_H, BLOCK_W
+    )
     accumulator = tl.zeros((BLOCK_H, BLOCK_W), dtype=tl.float32)
     for subspace in range(subspaces):
         slice_index = sample * subspaces + subspace
-        u_row = u_ptr + slice_index * height * 2 + rows * 2
-        v_row = v_ptr + slice_index * width * 2 + columns * 2
-        u_re = tl.load(u_row, mask=rows_ok, other=0.0).to(tl.float32)
-        u_im = tl.load(u_row + 1, mask=rows_ok, other=0.0).to(tl.float32)
-        v_re = tl.load(v_row, mask=columns_ok, other=0.0).to(tl.float32)
-        v_im = tl.load(v_row + 1, mask=columns_ok, other=0.0).to(tl.float32)
+        real, imag = _factor_outer(
+            u_ptr, v_ptr, slice_index, rows, columns, rows_ok, columns_ok, height, width
+        )
         plane = subspace * height * width + plane_offsets
         p_re = tl.load(plane_re_ptr + plane, mask=inside, other=0.0).to(tl.float32)
         p_im = tl.load(plane_im_ptr + plane, mask=inside, other=0.0).to(tl.float32)
-        real = u_re[:, None] * v_re[None, :] - u_im[:, None] * v_im[None, :]
-        imag = u_re[:, None] * v_im[None, :] + u_im[:, None] * v_re[None, :]
         accumulator += real * p_re + imag * p_im
     tl.store(out_ptr + sample * height * width + plane_offsets, accumulator, mask=inside)
 
@@ -94,9 +120,7 @@ def _factor_grad_kernel(
     slice_index = sample * subspaces + subspace
     columns = tl.arange(0, BLOCK_W)
     columns_ok = columns < width
-    v_row = v_ptr + slice_index * width * 2 + columns * 2
-    v_re = tl.load(v_row, mask=columns_ok, other=0.0).to(tl.float32)
-    v_im = tl.load(v_row + 1, mask=columns_ok, other=0.0).to(tl.float32)
+    v_re, v_im = _load_complex(v_ptr + slice_index * width * 2 + columns * 2, columns_ok)
     grad_v_re = tl.zeros((BLOCK_W,), dtype=tl.float32)
     grad_v_im = tl.zeros((BLOCK_W,), dtype=tl.float32)
     for first_row in range(0, height, BLOCK_H):
@@ -112,9 +136,7 @@ def _factor_grad_kernel(
         p_im = tl.load(plane_im_ptr + plane, mask=inside, other=0.0).to(tl.float32)
         weighted_re = grad * p_re  # g p_re
         weighted_im = grad * p_im
-        u_row = u_ptr + slice_index * height * 2 + rows * 2
-        u_re = tl.load(u_row, mask=rows_ok, other=0.0).to(tl.float32)
-        u_im = tl.load(u_row + 1, mask=rows_ok, other=0.0).to(tl.float32)
+        u_re, u_im = _load_complex(u_ptr + slice_index * height * 2 + rows * 2, rows_ok)
         grad_u_re = tl.sum(weighted_re * v_re[None, :] + weighted_im * v_im[None, :], axis=1)
         grad_u_im = tl.sum(weighted_im * v_re[None, :] - weighted_re * v_im[None, :], axis=1)
         grad_u_row = grad_u_ptr + slice_index * height * 2 + rows * 2
@@ -142,27 +164,21 @@ def _plane_grad_kernel(
     BLOCK_W: tl.constexpr,
 ):
     subspace = tl.program_id(0).to(tl.int64)
-    rows = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
-    columns = tl.program_id(2) * BLOCK_W + tl.arange(0, BLOCK_W)
-    rows_ok = rows < height
-    columns_ok = columns < width
-    inside = rows_ok[:, None] & columns_ok[None, :]
-    plane_offsets = rows[:, None] * width + columns[None, :]
+    rows, columns, rows_ok, columns_ok, inside, plane_offsets = _plane_tile(
+        height, width, BLOCK_H, BLOCK_W
+    )
     grad_re = tl.zeros((BLOCK_H, BLOCK_W), dtype=tl.float32)
     grad_im = tl.zeros((BLOCK_H, BLOCK_W), dtype=tl.float32)
     for sample in range(batch):
         slice_index = sample * subspaces + subspace
-        u_row = u_ptr + slice_index * height * 2 + rows * 2
-        v_row = v_ptr + slice_index * width * 2 + columns * 2
-        u_re = tl.load(u_row, mask=rows_ok, other=0.0).to(tl.float32)
-        u_im = tl.load(u_row + 1, mask=rows_ok, other=0.0).to(tl.float32)
-        v_re = tl.load(v_row, mask=columns_ok, other=0.0).to(tl.float32)
-        v_im = tl.load(v_row + 1, mask=columns_ok, other=0.0).to(tl.float32)
+        real, imag = _factor_outer(
+            u_ptr, v_ptr, slice_index, rows, columns, rows_ok, columns_ok, height, width
+        )
         grad = tl.load(
             grad_ptr + sample * height * width + plane_offsets, mask=inside, other=0.0
         ).to(tl.float32)
-        grad_re += grad * (u_re[:, None] * v_re[None, :] - u_im[:, None] * v_im[None, :])
-        grad_im += grad * (u_re[:, None] * v_im[None, :] + u_im[:, None] * v_re[None, :])
+        grad_re += grad * real
+        grad_im += grad * imag
     plane = subspace * height * width + plane_offsets
     tl.store(grad_plane_re_ptr + plane, grad_re, mask=inside)
     tl.store(grad_plane_im_ptr + plane, grad_im, mask=inside)
