@@ -43,57 +43,77 @@ _WARPS = 8
 
 
 @triton.jit
-def _top_k_tile(
+def _top_k_pass(
     z_ptr,
     keys_ptr,
     responses_ptr,
     indices_ptr,
-    batch_start,
     b,
     m,
     d,
     unit,
     units,
+    COUNT_WINS: tl.constexpr,
     SLOTS: tl.constexpr,
     BLOCK_B: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_D: tl.constexpr,
 ):
-    """Top-δ responses of one batch tile to unit ``unit``'s keys; stored, winners returned."""
-    rows = batch_start + tl.arange(0, BLOCK_B)
-    rows_ok = rows < b
+    """Top-δ responses of every batch tile to unit ``unit``'s keys, stored.
+
+    Returns ``(worst, worst_element, wins)``: without COUNT_WINS the loosest winning response
+    and its sample (scalars, for scrambling); with it the wins of every key (BLOCK_M,) float32.
+    """
     key_rows = tl.arange(0, BLOCK_M)
     keys_ok = key_rows < m
-    similarity = tl.zeros((BLOCK_B, BLOCK_M), dtype=tl.float32)
-    for start in range(0, d, BLOCK_D):
-        column = start + tl.arange(0, BLOCK_D)
-        column_ok = column < d
-        inputs = tl.load(
-            z_ptr + rows[:, None] * d + column[None, :],
-            mask=rows_ok[:, None] & column_ok[None, :],
-            other=0.0,
-        ).to(tl.float32)
-        keys = tl.load(
-            keys_ptr + (unit * m + key_rows[:, None]) * d + column[None, :],
-            mask=keys_ok[:, None] & column_ok[None, :],
-            other=0.0,
-        ).to(tl.float32)
-        similarity += tl.dot(inputs, tl.trans(keys), input_precision="ieee")
-    similarity = tl.where(keys_ok[None, :], similarity, float("-inf"))
-    out = (rows * units + unit) * SLOTS
-    winner_value = tl.zeros((BLOCK_B,), dtype=tl.float32)
-    winner_index = tl.zeros((BLOCK_B,), dtype=tl.int64)
-    for slot in tl.static_range(SLOTS):
-        best = tl.max(similarity, axis=1)
-        # First index among equal values, as torch.topk picks on the CPU.
-        chosen = tl.min(tl.where(similarity == best[:, None], key_rows[None, :], BLOCK_M), axis=1)
-        tl.store(responses_ptr + out + slot, best, mask=rows_ok)
-        tl.store(indices_ptr + out + slot, chosen.to(tl.int64), mask=rows_ok)
-        if slot == 0:
-            winner_value = best
-            winner_index = chosen.to(tl.int64)
-        similarity = tl.where(key_rows[None, :] == chosen[:, None], float("-inf"), similarity)
-    return winner_value, winner_index
+    worst = tl.full((), float("inf"), tl.float32)
+    worst_element = tl.full((), 0, tl.int32)
+    wins = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    for batch_start in range(0, b, BLOCK_B):
+        rows = batch_start + tl.arange(0, BLOCK_B)
+        rows_ok = rows < b
+        similarity = tl.zeros((BLOCK_B, BLOCK_M), dtype=tl.float32)
+        for start in range(0, d, BLOCK_D):
+            column = start + tl.arange(0, BLOCK_D)
+            column_ok = column < d
+            inputs = tl.load(
+                z_ptr + rows[:, None] * d + column[None, :],
+                mask=rows_ok[:, None] & column_ok[None, :],
+                other=0.0,
+            ).to(tl.float32)
+            keys = tl.load(
+                keys_ptr + (unit * m + key_rows[:, None]) * d + column[None, :],
+                mask=keys_ok[:, None] & column_ok[None, :],
+                other=0.0,
+            ).to(tl.float32)
+            similarity += tl.dot(inputs, tl.trans(keys), input_precision="ieee")
+        similarity = tl.where(keys_ok[None, :], similarity, float("-inf"))
+        out = (rows * units + unit) * SLOTS
+        winner_value = tl.zeros((BLOCK_B,), dtype=tl.float32)
+        winner_index = tl.zeros((BLOCK_B,), dtype=tl.int64)
+        for slot in tl.static_range(SLOTS):
+            best = tl.max(similarity, axis=1)
+            # First index among equal values, as torch.topk picks on the CPU.
+            chosen = tl.min(
+                tl.where(similarity == best[:, None], key_rows[None, :], BLOCK_M), axis=1
+            )
+            tl.store(responses_ptr + out + slot, best, mask=rows_ok)
+            tl.store(indices_ptr + out + slot, chosen.to(tl.int64), mask=rows_ok)
+            if slot == 0:
+                winner_value = best
+                winner_index = chosen.to(tl.int64)
+            similarity = tl.where(key_rows[None, :] == chosen[:, None], float("-inf"), similarity)
+        if COUNT_WINS:
+            one_hot = (winner_index[:, None] == key_rows[None, :]) & rows_ok[:, None]
+            wins += tl.sum(one_hot.to(tl.float32), axis=0)
+        else:
+            winner_value = tl.where(rows_ok, winner_value, float("inf"))
+            tile_worst = tl.min(winner_value, axis=0)
+            tile_element = tl.min(tl.where(winner_value == tile_worst, rows, 2**30), axis=0)
+            better = tile_worst < worst
+            worst_element = tl.where(better, tile_element, worst_element)
+            worst = tl.where(better, tile_worst, worst)
+    return worst, worst_element, wins
 
 
 @triton.jit
@@ -131,32 +151,22 @@ def _cnu_key_step_kernel(
     keys_ok = key_rows < m
     slot_range = tl.arange(0, BLOCK_SLOTS)
     # Phase 1: top-δ of every batch tile; the loosest winner for scrambling.
-    worst = tl.full((), float("inf"), tl.float32)
-    worst_element = tl.full((), 0, tl.int32)
-    for batch_start in range(0, b, BLOCK_B):
-        winner_value, _winner_index = _top_k_tile(
-            z_ptr,
-            keys_ptr,
-            responses_ptr,
-            indices_ptr,
-            batch_start,
-            b,
-            m,
-            d,
-            unit,
-            units,
-            SLOTS,
-            BLOCK_B,
-            BLOCK_M,
-            BLOCK_D,
-        )
-        rows = batch_start + tl.arange(0, BLOCK_B)
-        winner_value = tl.where(rows < b, winner_value, float("inf"))
-        tile_worst = tl.min(winner_value, axis=0)
-        tile_element = tl.min(tl.where(winner_value == tile_worst, rows, 2**30), axis=0)
-        better = tile_worst < worst
-        worst_element = tl.where(better, tile_element, worst_element)
-        worst = tl.where(better, tile_worst, worst)
+    worst, worst_element, _ = _top_k_pass(
+        z_ptr,
+        keys_ptr,
+        responses_ptr,
+        indices_ptr,
+        b,
+        m,
+        d,
+        unit,
+        units,
+        False,
+        SLOTS,
+        BLOCK_B,
+        BLOCK_M,
+        BLOCK_D,
+    )
     if ONLINE:
         tl.debug_barrier()
         counter_offsets = unit * m + key_rows
@@ -254,26 +264,22 @@ def _cnu_key_step_kernel(
             tl.store(responses_ptr + unit * SLOTS, tl.sum(response, axis=0))
             wins = (key_rows == winner).to(tl.float32)
         else:
-            for batch_start in range(0, b, BLOCK_B):
-                _value, winner_index = _top_k_tile(
-                    z_ptr,
-                    keys_ptr,
-                    responses_ptr,
-                    indices_ptr,
-                    batch_start,
-                    b,
-                    m,
-                    d,
-                    unit,
-                    units,
-                    SLOTS,
-                    BLOCK_B,
-                    BLOCK_M,
-                    BLOCK_D,
-                )
-                rows = batch_start + tl.arange(0, BLOCK_B)
-                one_hot = (winner_index[:, None] == key_rows[None, :]) & (rows < b)[:, None]
-                wins += tl.sum(one_hot.to(tl.float32), axis=0)
+            _, _, wins = _top_k_pass(
+                z_ptr,
+                keys_ptr,
+                responses_ptr,
+                indices_ptr,
+                b,
+                m,
+                d,
+                unit,
+                units,
+                True,
+                SLOTS,
+                BLOCK_B,
+                BLOCK_M,
+                BLOCK_D,
+            )
         eta = tl.load(eta_ptr + counter_offsets, mask=keys_ok, other=0.0)
         mu = tl.load(mu_ptr + counter_offsets, mask=keys_ok, other=0.0)
         eta = tl.where(wins > 0, 0.0, eta.to(tl.float32)) + b
