@@ -151,7 +151,7 @@ def _cnu_key_step_kernel(
     keys_ok = key_rows < m
     slot_range = tl.arange(0, BLOCK_SLOTS)
     # Phase 1: top-δ of every batch tile; the loosest winner for scrambling.
-    worst, worst_element, _ = _top_k_pass(
+    worst, worst_element, _unused_wins = _top_k_pass(
         z_ptr,
         keys_ptr,
         responses_ptr,
@@ -264,7 +264,7 @@ def _cnu_key_step_kernel(
             tl.store(responses_ptr + unit * SLOTS, tl.sum(response, axis=0))
             wins = (key_rows == winner).to(tl.float32)
         else:
-            _, _, wins = _top_k_pass(
+            _unused_worst, _unused_element, wins = _top_k_pass(
                 z_ptr,
                 keys_ptr,
                 responses_ptr,
