@@ -104,3 +104,11 @@ def prepare_interpreter() -> None:
         tensor.__index__ = lambda self: int(self.handle.data.item())  # type: ignore[attr-defined]
 
     interpreter._patch_lang_tensor = install_with_scalar_index
+
+
+def dot_precision(dtype: torch.dtype = torch.float32) -> str:
+    """``tl.dot``'s input precision: float32 products in full precision unless the user allowed
+    TF32 for matmuls (``torch.backends.cuda.matmul.allow_tf32``), as torch's own matmuls do."""
+    if dtype == torch.float32 and not torch.backends.cuda.matmul.allow_tf32:
+        return "ieee"
+    return "tf32"

@@ -31,7 +31,7 @@ import torch
 import triton
 import triton.language as tl
 
-from dyna.functional._backend import prepare_interpreter, triton_interpreting
+from dyna.functional._backend import dot_precision, prepare_interpreter, triton_interpreting
 
 prepare_interpreter()
 
@@ -41,13 +41,6 @@ _COLUMNS_BLOCK = 64
 _REDUCTION_BLOCK = 32
 
 
-def _dot_precision(dtype: torch.dtype) -> str:
-    """float32 products in full precision unless the user allowed TF32 for matmuls, as torch."""
-    if dtype == torch.float32 and not torch.backends.cuda.matmul.allow_tf32:
-        return "ieee"
-    return "tf32"
-
-
 def _dot_options(dtype: torch.dtype) -> dict[str, object]:
     """The dot's precision, and whether half-precision tiles are widened to float32 first.
 
@@ -55,7 +48,7 @@ def _dot_options(dtype: torch.dtype) -> dict[str, object]:
     are widened, which is what the hardware's float32 accumulation computes anyway.
     """
     upcast = triton_interpreting() and dtype != torch.float32
-    return {"PRECISION": "ieee" if upcast else _dot_precision(dtype), "UPCAST": upcast}
+    return {"PRECISION": "ieee" if upcast else dot_precision(dtype), "UPCAST": upcast}
 
 
 @triton.jit

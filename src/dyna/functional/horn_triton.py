@@ -65,7 +65,7 @@ import triton
 import triton.language as tl
 
 from dyna.functional._autograd import first_order_backward
-from dyna.functional._backend import prepare_interpreter, triton_interpreting
+from dyna.functional._backend import dot_precision, prepare_interpreter, triton_interpreting
 from dyna.functional.horn import _previous_sum
 
 prepare_interpreter()
@@ -78,10 +78,6 @@ REGISTER_PATH_MAX_UNITS = 128
 def _padded_units(n_units: int) -> int:
     """n padded to a power of two of at least 16, the smallest tl.dot operand side."""
     return max(16, triton.next_power_of_2(n_units))
-
-
-def _dot_precision() -> str:
-    return "tf32" if torch.backends.cuda.matmul.allow_tf32 else "ieee"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -900,7 +896,7 @@ class HORNScanTriton(torch.autograd.Function):
             "step_stride": batch * n_units,
             "dt": float(dt),
             "HAS_FEEDBACK": feedback is not None,
-            "PRECISION": _dot_precision(),
+            "PRECISION": dot_precision(),
         }
         feedback_arg = gain if feedback_work is None else feedback_work  # unread if None
         coefficients = (gain, spring, retention, feedback_arg)
@@ -963,7 +959,7 @@ class HORNScanTriton(torch.autograd.Function):
             "HAS_GRAD_POSITIONS": grad_x_seq is not None,
             "HAS_GRAD_VELOCITIES": grad_v_seq is not None,
             "HAS_FEEDBACK": feedback is not None,
-            "PRECISION": _dot_precision(),
+            "PRECISION": dot_precision(),
         }
         # Unread placeholders where an input is absent (its flag is off).
         grad_x_arg = activations if grad_x_seq is None else grad_x_seq
