@@ -354,25 +354,3 @@ def test_input_smaller_than_the_dilated_kernel_is_a_value_error():
         module(torch.randn(1, 2, 4, 4), torch.randn(1, 4))
     padded = DynamicConv2DDelta(2, 3, 4, rank=2, padding=1, dtype=torch.float32).eval()
     assert padded(torch.randn(1, 2, 1, 1), torch.randn(1, 4)).shape == (1, 3, 1, 1)
-
-
-@pytest.mark.parametrize(
-    "geometry",
-    [
-        {},
-        {"stride": 2, "dilation": 2, "padding": 1},
-        {"transpose": True, "stride": 2, "output_padding": 1},
-    ],
-)
-@pytest.mark.parametrize("shared_context", [False, True])
-def test_an_empty_batch_gives_an_empty_result_and_a_backward(geometry, shared_context):
-    module = DynamicConv2DDelta(3, 4, 5, kernel_size=3, **geometry)
-    x = torch.randn(0, 3, 9, 8, requires_grad=True)
-    c = torch.randn(1 if shared_context else 0, 5, requires_grad=True)
-    y = module(x, c)
-    # The shape a batch of one would have, with no sample.
-    assert y.shape == (0, *module(torch.randn(1, 3, 9, 8), torch.randn(1, 5)).shape[1:])
-    y.sum().backward()
-    assert x.grad is not None and x.grad.shape == x.shape
-    # No sample uses the context: its gradient is zero, or None where nothing reached it.
-    assert c.grad is None or torch.equal(c.grad, torch.zeros_like(c))

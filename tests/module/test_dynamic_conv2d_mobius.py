@@ -346,25 +346,3 @@ def test_devices(device):
     cpu = DynamicConv2DMobius(2, 3, 6, **SMALL, padding=1, bias_static=0.5, dtype=torch.float32)
     cpu.load_state_dict({k: v.cpu() for k, v in module.state_dict().items()})
     torch.testing.assert_close(y.cpu(), cpu(x.detach().cpu(), c.cpu()), rtol=1e-4, atol=1e-5)
-
-
-@pytest.mark.parametrize(
-    "geometry",
-    [
-        {},
-        {"stride": 2, "dilation": 2, "padding": 1},
-        {"transpose": True, "stride": 2, "output_padding": 1},
-    ],
-)
-@pytest.mark.parametrize("shared_context", [False, True])
-def test_an_empty_batch_gives_an_empty_result_and_a_backward(geometry, shared_context):
-    module = DynamicConv2DMobius(3, 4, 5, kernel_size=3, **geometry)
-    x = torch.randn(0, 3, 9, 8, requires_grad=True)
-    c = torch.randn(1 if shared_context else 0, 5, requires_grad=True)
-    y = module(x, c)
-    # The shape a batch of one would have, with no sample.
-    assert y.shape == (0, *module(torch.randn(1, 3, 9, 8), torch.randn(1, 5)).shape[1:])
-    y.sum().backward()
-    assert x.grad is not None and x.grad.shape == x.shape
-    # No sample uses the context: its gradient is zero, or None where nothing reached it.
-    assert c.grad is None or torch.equal(c.grad, torch.zeros_like(c))

@@ -1,4 +1,5 @@
-"""Shape fitting and kernel index shared by the dynamic convolutions (module/_dynamic_conv.py)."""
+"""What the dynamic convolutions share (module/_dynamic_conv.py): shape fitting, the kernel
+index, and empty batches."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import math
 import pytest
 import torch
 
+from dyna import DynamicConv2DDelta, DynamicConv2DMobius
 from dyna.module._dynamic_conv import (
     create_index,
     fit_shape,
@@ -133,3 +135,26 @@ def test_argument_normalisation():
         normalize_output_padding(2, True, [2, 2], [1, 1])
     with pytest.raises(ValueError, match="padding"):
         normalize_padding([1, 2, 3])
+
+
+@pytest.mark.parametrize(
+    "geometry",
+    [
+        {},
+        {"stride": 2, "dilation": 2, "padding": 1},
+        {"transpose": True, "stride": 2, "output_padding": 1},
+    ],
+)
+@pytest.mark.parametrize("shared_context", [False, True])
+@pytest.mark.parametrize("layer", [DynamicConv2DDelta, DynamicConv2DMobius])
+def test_an_empty_batch_gives_an_empty_result_and_a_backward(layer, geometry, shared_context):
+    module = layer(3, 4, 5, kernel_size=3, **geometry)
+    x = torch.randn(0, 3, 9, 8, requires_grad=True)
+    c = torch.randn(1 if shared_context else 0, 5, requires_grad=True)
+    y = module(x, c)
+    # The shape a batch of one would have, with no sample.
+    assert y.shape == (0, *module(torch.randn(1, 3, 9, 8), torch.randn(1, 5)).shape[1:])
+    y.sum().backward()
+    assert x.grad is not None and x.grad.shape == x.shape
+    # No sample uses the context: its gradient is zero, or None where nothing reached it.
+    assert c.grad is None or torch.equal(c.grad, torch.zeros_like(c))
